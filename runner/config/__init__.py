@@ -1,0 +1,1 @@
+"""Pipeline files: YAML source with positions, pydantic models, payload rules, settings."""

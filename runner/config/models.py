@@ -1,0 +1,116 @@
+"""Pydantic models of a pipeline file. YAML keys equal field names; unknown keys are errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from runner.config.durations import parse_duration
+
+NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+"""Queue and job-type names: letters, digits, ``.``, ``_``, ``-``; at most 64 characters."""
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class DeadLetter(_Model):
+    owner: Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+    """Who reviews this queue's dead jobs (a team, an email, an on-call rota)."""
+    alert: str | None = None
+    """Optional alert target handed to the ``runner_job_dead_lettered`` hook."""
+
+
+class Queue(_Model):
+    concurrency: int = Field(default=10, ge=1, le=10_000)
+    """Jobs of this queue running at once, across every worker process on the database."""
+    visibility_timeout: PositiveDuration = 60.0
+    """Lease length: a claimed job not acked within it is delivered again."""
+    max_depth: int | None = Field(default=None, ge=1)
+    """Backpressure gate: enqueue is refused once this many jobs wait in the queue."""
+    dlq: DeadLetter
+    paused: bool = False
+    """A paused queue accepts jobs but no worker claims them."""
+
+
+class Retry(_Model):
+    max_attempts: int = Field(default=3, ge=1, le=1000)
+    backoff: Literal["exponential", "fixed"] = "exponential"
+    base: PositiveDuration = 1.0
+    max: PositiveDuration = 300.0
+    jitter: float = 0.5
+    """Fraction of each delay drawn at random (0 = none, 1 = full jitter); true means 0.5."""
+    non_retryable: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=list
+    )
+    """Exception class names that dead-letter at once."""
+
+    @field_validator("max_attempts", mode="before")
+    @classmethod
+    def _finite_attempts(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, float) and value != value) or value in (
+            float("inf"),
+            float("-inf"),
+        ):
+            raise ValueError("max_attempts must be a finite whole number of at least 1")
+        return value
+
+    @field_validator("jitter", mode="before")
+    @classmethod
+    def _jitter(cls, value: Any) -> Any:
+        if value is True:
+            return 0.5
+        if value is False:
+            return 0.0
+        if isinstance(value, int | float) and not 0.0 <= float(value) <= 1.0:
+            raise ValueError("jitter must be true, false or a fraction between 0 and 1")
+        return value
+
+
+class JobType(_Model):
+    queue: Name
+    handler: Annotated[str, StringConstraints(min_length=1)]
+    payload_schema: str | dict[str, Any] = Field(alias="schema")
+    """A JSON Schema file under ``schemas/`` or an inline JSON Schema object."""
+    schema_version: int = Field(default=1, ge=1)
+    idempotency_key: str | None = None
+    """A template over payload fields, e.g. ``email:{templateId}:{userId}``."""
+    dedupe: bool = True
+    """With an idempotency key: enqueue of a key already pending returns the pending job."""
+    timeout: PositiveDuration = 30.0
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    """Higher runs first within a queue."""
+    retry: Retry = Field(default_factory=Retry)
+
+
+class Pipeline(_Model):
+    database: str | None = None
+    """SQLAlchemy URL; ``RUNNER_DATABASE_URL`` overrides it. Relative SQLite paths
+    resolve against the project root."""
+    plugins: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]] = Field(
+        default_factory=list
+    )
+    queues: dict[Name, Queue] = Field(min_length=1)
+    jobs: dict[Name, JobType] = Field(min_length=1)

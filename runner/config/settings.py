@@ -1,0 +1,28 @@
+"""Settings from ``RUNNER_*`` environment variables (pydantic-settings, no implicit .env)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Precedence: ``RUNNER_*`` environment variable > pipeline file > default."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNNER_", extra="ignore", frozen=True)
+
+    database_url: str | None = None
+    max_payload_bytes: int = Field(default=64 * 1024, ge=256)
+    poll_interval_s: float = Field(default=0.5, gt=0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    claim_batch: int = Field(default=32, ge=1, le=1000)
+    reap_interval_s: float = Field(default=1.0, gt=0)
+    done_retention_s: float = Field(default=7 * 86400.0, ge=0)
+    idempotency_retention_s: float = Field(default=30 * 86400.0, ge=0)
+    status_window_s: float = Field(default=300.0, gt=0)
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    pool_size: int = Field(default=5, ge=1)
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "INFO"

@@ -1,0 +1,1 @@
+"""Durable job storage on SQLite or PostgreSQL (SQLAlchemy Core)."""

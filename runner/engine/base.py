@@ -1,0 +1,162 @@
+"""What the worker and the API may ask of a store. No SQLAlchemy here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from runner import jobs
+
+
+@dataclass(frozen=True)
+class NewJob:
+    queue: str
+    type: str
+    payload_json: str
+    priority: int
+    max_attempts: int
+    schema_version: int
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    queue: str
+    type: str
+    payload_json: str
+    attempt: int
+    max_attempts: int
+    lease_token: str
+    idempotency_key: str | None
+    schema_version: int
+    enqueued_at: float
+    claimed_at: float
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    jobs: list[Claimed]
+    """Leased jobs for the worker to run."""
+    duplicates: list[Claimed]
+    """Jobs whose idempotency key was already done: acked without running the handler."""
+
+
+@dataclass(frozen=True)
+class Reaped:
+    """A running job whose lease expired: queued again, or dead when out of attempts."""
+
+    id: int
+    queue: str
+    type: str
+    attempt: int
+    max_attempts: int
+    dead: bool
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    ready: int
+    scheduled: int
+    in_flight: int
+    done: int
+    dead: int
+    oldest_ready_age_s: float | None
+    failure_rate: float | None
+    p95_s: float | None
+    p50_s: float | None
+    processed_in_window: int
+    failed_in_window: int
+    window_s: float
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    attempt: int
+    type: str
+    message: str
+    traceback: str
+    at: float
+
+
+@dataclass(frozen=True)
+class DeadJob:
+    id: int
+    type: str
+    queue: str
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    owner: str | None
+    enqueued_at: float
+    dead_at: float | None
+    idempotency_key: str | None
+    payload_json: str
+    errors: list[ErrorRecord]
+
+
+@dataclass(frozen=True)
+class DlqFilter:
+    queues: Sequence[str]
+    types: Sequence[str] = ()
+    ids: Sequence[int] = ()
+    error_type: str | None = None
+    older_than_s: float | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    replayed: list[int]
+    skipped_pending_key: list[int]
+
+
+class Store(Protocol):
+    """Named database verbs; every worker-side change is a compare-and-set on the lease."""
+
+    def migrate(self) -> int: ...
+    def ensure_queues(self, names: Sequence[str]) -> None: ...
+    def now(self) -> float: ...
+    def enqueue(
+        self, new: Sequence[NewJob], *, max_depth: int | None, dedupe: bool
+    ) -> list[int]: ...
+    def claim(
+        self, queue: str, *, limit: int, concurrency: int, lease_s: float, worker: str
+    ) -> ClaimResult: ...
+    def extend_leases(self, leases: Sequence[tuple[int, str]], lease_s: float) -> set[int]: ...
+    def ack(self, job_id: int, token: str, idempotency_key: str | None) -> bool: ...
+    def retry(self, job_id: int, token: str, error: jobs.ErrorInfo, delay_s: float) -> bool: ...
+    def dead_letter(self, job_id: int, token: str, error: jobs.ErrorInfo, owner: str) -> bool: ...
+    def release(self, job_id: int, token: str) -> bool: ...
+    def reap(self, owners: Mapping[str, str]) -> list[Reaped]: ...
+    def prune(self, *, done_before_s: float, keys_before_s: float) -> int: ...
+    def pending(self, queues: Sequence[str]) -> int: ...
+    def stats(self, queues: Sequence[str], window_s: float) -> dict[str, QueueStats]: ...
+    def dlq_list(self, flt: DlqFilter) -> list[DeadJob]: ...
+    def dlq_replay(self, flt: DlqFilter) -> ReplayResult: ...
+    def dlq_purge(self, flt: DlqFilter) -> int: ...
+    def get_job(self, job_id: int) -> DeadJob | None: ...
+    def dispose(self) -> None: ...
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached or stayed busy; the caller may retry later."""
+
+
+class QueueFullError(Exception):
+    """Raised by ``enqueue`` when a batch would push a queue past ``max_depth``."""
+
+    def __init__(self, queue: str, depth: int, max_depth: int, requested: int) -> None:
+        super().__init__(queue)
+        self.queue = queue
+        self.depth = depth
+        self.max_depth = max_depth
+        self.requested = requested
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    pool_size: int = 5
+    sqlite_synchronous: str = "FULL"
+    application_name: str = "runner"

@@ -1,0 +1,45 @@
+"""Versioned schema migrations, applied under a lock by whoever opens the store first.
+
+Each step runs in the same transaction as the version bump; a step is never edited
+once released, only followed by a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from runner.engine import tables
+
+
+def _v1_initial(conn: sa.Connection) -> None:
+    tables.metadata.create_all(
+        conn,
+        tables=[tables.jobs, tables.job_errors, tables.idempotency_keys, tables.queues],
+    )
+
+
+STEPS: list[tuple[int, Callable[[sa.Connection], None]]] = [
+    (1, _v1_initial),
+]
+
+LATEST = STEPS[-1][0]
+
+
+def current_version(conn: sa.Connection) -> int:
+    tables.schema_version.create(conn, checkfirst=True)
+    version = conn.scalar(sa.select(sa.func.max(tables.schema_version.c.version)))
+    return int(version or 0)
+
+
+def apply(conn: sa.Connection) -> int:
+    """Apply every step newer than the database's version; return the new version."""
+    version = current_version(conn)
+    for step_version, step in STEPS:
+        if step_version > version:
+            step(conn)
+            conn.execute(sa.delete(tables.schema_version))
+            conn.execute(sa.insert(tables.schema_version).values(version=step_version))
+            version = step_version
+    return version

@@ -1,0 +1,701 @@
+"""The SQL behind every store verb, shared by both backends.
+
+Backend differences (clock, locking, upsert) live in ``sqlite.py`` and
+``postgres.py``; this module never formats SQL from strings: every value is bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+import sqlalchemy as sa
+
+from runner import jobs as jobs_mod
+from runner.engine import migrations, postgres, sqlite, tables
+from runner.engine.base import (
+    Claimed,
+    ClaimResult,
+    DeadJob,
+    DlqFilter,
+    EngineOptions,
+    ErrorRecord,
+    NewJob,
+    QueueFullError,
+    QueueStats,
+    Reaped,
+    ReplayResult,
+    StoreUnavailable,
+)
+
+J = tables.jobs
+E = tables.job_errors
+K = tables.idempotency_keys
+
+TRACEBACK_LIMIT = 8000
+MESSAGE_LIMIT = 2000
+P95_SAMPLE = 10_000
+
+_CLAIM_COLUMNS = (
+    J.c.id,
+    J.c.queue,
+    J.c.type,
+    J.c.payload,
+    J.c.attempt,
+    J.c.max_attempts,
+    J.c.lease_token,
+    J.c.idempotency_key,
+    J.c.schema_version,
+    J.c.enqueued_at,
+    J.c.started_at,
+)
+
+
+@contextlib.contextmanager
+def _unavailable_on_connection_errors() -> Iterator[None]:
+    """Turn "cannot connect", "connection lost" and "still locked" into StoreUnavailable."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise StoreUnavailable(str(exc.orig or exc).strip().splitlines()[0]) from exc
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailable(str(exc.orig or exc).strip().splitlines()[0]) from exc
+        raise
+
+
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer runner than this one."""
+
+
+def backend_for(url: sa.URL) -> ModuleType:
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return sqlite
+    if backend in ("postgresql", "postgres"):
+        return postgres
+    raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+
+
+def _claimed(row: sa.Row[Any]) -> Claimed:
+    return Claimed(
+        id=row.id,
+        queue=row.queue,
+        type=row.type,
+        payload_json=row.payload,
+        attempt=row.attempt,
+        max_attempts=row.max_attempts,
+        lease_token=row.lease_token or "",
+        idempotency_key=row.idempotency_key,
+        schema_version=row.schema_version,
+        enqueued_at=row.enqueued_at,
+        claimed_at=row.started_at or 0.0,
+    )
+
+
+def _error_text(error: jobs_mod.ErrorInfo) -> tuple[str, str, str]:
+    return (
+        error.type[:256],
+        error.message[:MESSAGE_LIMIT],
+        error.traceback[-TRACEBACK_LIMIT:],
+    )
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    rank = max(0, math.ceil(q * len(sorted_values)) - 1)
+    return sorted_values[rank]
+
+
+class SqlStore:
+    """A job store on one SQLAlchemy engine. Thread-safe: each verb uses its own connection."""
+
+    def __init__(self, url: str | sa.URL, options: EngineOptions | None = None) -> None:
+        self.url = sa.make_url(url)
+        self.backend = backend_for(self.url)
+        self.engine = self.backend.create_engine(self.url, options or EngineOptions())
+        self._now = self.backend.now
+
+    # -- connections -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with _unavailable_on_connection_errors(), self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with _unavailable_on_connection_errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(readonly=True)
+            with conn.begin():
+                yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        with self._write() as conn:
+            self.backend.lock_migrations(conn)
+            version = migrations.current_version(conn)
+            if version > migrations.LATEST:
+                raise SchemaTooNew(
+                    f"database schema version {version} is newer than this runner "
+                    f"({migrations.LATEST}); upgrade runner"
+                )
+            return migrations.apply(conn)
+
+    def ensure_queues(self, names: Sequence[str]) -> None:
+        if not names:
+            return
+        with self._write() as conn:
+            stmt = self.backend.insert(tables.queues).on_conflict_do_nothing()
+            conn.execute(stmt, [{"name": n} for n in names])
+
+    def now(self) -> float:
+        with self._read() as conn:
+            return float(conn.scalar(sa.select(self._now())) or 0.0)
+
+    # -- producers ---------------------------------------------------------------
+
+    def enqueue(self, new: Sequence[NewJob], *, max_depth: int | None, dedupe: bool) -> list[int]:
+        """Insert jobs durably; all or nothing. Returns one id per input, in order.
+
+        With ``dedupe``, a job whose idempotency key is already pending (queued or
+        running) is not inserted: its id is the pending job's id.
+        """
+        if not new:
+            return []
+        with self._write() as conn:
+            if max_depth is not None:
+                self._check_depth(conn, new, max_depth)
+            return self._insert(conn, new, dedupe)
+
+    def _check_depth(self, conn: sa.Connection, new: Sequence[NewJob], max_depth: int) -> None:
+        wanted: dict[str, int] = {}
+        for job in new:
+            wanted[job.queue] = wanted.get(job.queue, 0) + 1
+        rows = conn.execute(
+            sa.select(J.c.queue, sa.func.count())
+            .where(J.c.queue.in_(list(wanted)), J.c.state == "queued")
+            .group_by(J.c.queue)
+        ).all()
+        depth = {q: int(n) for q, n in rows}
+        for queue, count in wanted.items():
+            if depth.get(queue, 0) + count > max_depth:
+                raise QueueFullError(queue, depth.get(queue, 0), max_depth, count)
+
+    def _insert(self, conn: sa.Connection, new: Sequence[NewJob], dedupe: bool) -> list[int]:
+        now = self._now()
+        ids: list[int | None] = [None] * len(new)
+        plain = [i for i, j in enumerate(new) if j.idempotency_key is None or not dedupe]
+        keyed = [i for i, j in enumerate(new) if j.idempotency_key is not None and dedupe]
+
+        def params(job: NewJob) -> dict[str, Any]:
+            return {
+                "queue": job.queue,
+                "type": job.type,
+                "state": "queued",
+                "priority": job.priority,
+                "payload": job.payload_json,
+                "schema_version": job.schema_version,
+                "max_attempts": job.max_attempts,
+                "idempotency_key": job.idempotency_key,
+            }
+
+        if plain:
+            stmt = (
+                sa.insert(J)
+                .values(enqueued_at=now, run_at=now)
+                .returning(J.c.id, sort_by_parameter_order=True)
+            )
+            result = conn.execute(stmt, [params(new[i]) for i in plain])
+            for i, row in zip(plain, result.all(), strict=True):
+                ids[i] = int(row.id)
+        if keyed:
+            self._insert_keyed(conn, new, keyed, ids, params, now)
+        return [int(i) for i in ids if i is not None]
+
+    def _insert_keyed(
+        self,
+        conn: sa.Connection,
+        new: Sequence[NewJob],
+        keyed: list[int],
+        ids: list[int | None],
+        params: Any,
+        now: sa.ColumnElement[float],
+    ) -> None:
+        first_of_key: dict[str, int] = {}
+        for i in keyed:
+            first_of_key.setdefault(str(new[i].idempotency_key), i)
+        stmt = (
+            self.backend.insert(J)
+            .values(enqueued_at=now, run_at=now)
+            .on_conflict_do_nothing(
+                index_elements=[J.c.idempotency_key],
+                index_where=J.c.state.in_(tables.PENDING),
+            )
+            .returning(J.c.id, J.c.idempotency_key)
+        )
+        by_key: dict[str, int] = {}
+        for i in first_of_key.values():
+            row = conn.execute(stmt, params(new[i])).first()
+            if row is not None:
+                by_key[row.idempotency_key] = int(row.id)
+        missing = [k for k in first_of_key if k not in by_key]
+        if missing:
+            rows = conn.execute(
+                sa.select(J.c.id, J.c.idempotency_key).where(
+                    J.c.idempotency_key.in_(missing), J.c.state.in_(tables.PENDING)
+                )
+            ).all()
+            by_key.update({r.idempotency_key: int(r.id) for r in rows})
+        for i in keyed:
+            ids[i] = by_key[str(new[i].idempotency_key)]
+
+    # -- workers -----------------------------------------------------------------
+
+    def claim(
+        self, queue: str, *, limit: int, concurrency: int, lease_s: float, worker: str
+    ) -> ClaimResult:
+        """Lease up to ``limit`` ready jobs of one queue, within its global concurrency.
+
+        The attempt is counted here, so a handler that kills its process cannot loop
+        forever. Jobs whose idempotency key is already done are acked as duplicates.
+        """
+        with self._write() as conn:
+            if not self.backend.lock_queue(conn, queue):
+                return ClaimResult([], [])
+            running = int(
+                conn.scalar(
+                    sa.select(sa.func.count()).where(J.c.queue == queue, J.c.state == "running")
+                )
+                or 0
+            )
+            room = min(limit, concurrency - running)
+            if room <= 0:
+                return ClaimResult([], [])
+            now = self._now()
+            pick = (
+                sa.select(J.c.id)
+                .where(J.c.queue == queue, J.c.state == "queued", J.c.run_at <= now)
+                .order_by(J.c.priority.desc(), J.c.run_at, J.c.id)
+                .limit(room)
+            )
+            if self.backend.skip_locked:
+                pick = pick.with_for_update(skip_locked=True)
+            token = uuid.uuid4().hex
+            rows = conn.execute(
+                sa.update(J)
+                .where(J.c.id.in_(pick.scalar_subquery()))
+                .values(
+                    state="running",
+                    attempt=J.c.attempt + 1,
+                    lease_token=token,
+                    lease_expires_at=now + lease_s,
+                    started_at=now,
+                    worker=worker,
+                )
+                .returning(*_CLAIM_COLUMNS)
+            ).all()
+            claimed = sorted((_claimed(r) for r in rows), key=lambda c: c.id)
+            return self._skip_done_keys(conn, claimed)
+
+    def _skip_done_keys(self, conn: sa.Connection, claimed: list[Claimed]) -> ClaimResult:
+        keys = [c.idempotency_key for c in claimed if c.idempotency_key is not None]
+        if not keys:
+            return ClaimResult(claimed, [])
+        done = set(conn.scalars(sa.select(K.c.key).where(K.c.key.in_(keys))).all())
+        if not done:
+            return ClaimResult(claimed, [])
+        duplicates = [c for c in claimed if c.idempotency_key in done]
+        conn.execute(
+            sa.update(J)
+            .where(J.c.id.in_([c.id for c in duplicates]))
+            .values(
+                state="succeeded",
+                duplicate=True,
+                finished_at=self._now(),
+                lease_token=None,
+                lease_expires_at=None,
+            )
+        )
+        return ClaimResult([c for c in claimed if c.idempotency_key not in done], duplicates)
+
+    def _lease_matches(self, job_id: int, token: str) -> sa.ColumnElement[bool]:
+        return sa.and_(J.c.id == job_id, J.c.state == "running", J.c.lease_token == token)
+
+    def extend_leases(self, leases: Sequence[tuple[int, str]], lease_s: float) -> set[int]:
+        """Renew leases still held; return the ids whose lease was lost."""
+        if not leases:
+            return set()
+        with self._write() as conn:
+            kept = conn.scalars(
+                sa.update(J)
+                .where(
+                    J.c.state == "running",
+                    sa.tuple_(J.c.id, J.c.lease_token).in_(list(leases)),
+                )
+                .values(lease_expires_at=self._now() + lease_s)
+                .returning(J.c.id)
+            ).all()
+        return {job_id for job_id, _ in leases} - set(kept)
+
+    def ack(self, job_id: int, token: str, idempotency_key: str | None) -> bool:
+        with self._write() as conn:
+            now = self._now()
+            done = conn.execute(
+                sa.update(J)
+                .where(self._lease_matches(job_id, token))
+                .values(state="succeeded", finished_at=now, lease_token=None, lease_expires_at=None)
+            ).rowcount
+            if done != 1:
+                return False
+            if idempotency_key is not None:
+                conn.execute(
+                    self.backend.insert(K)
+                    .values(key=idempotency_key, job_id=job_id, done_at=now)
+                    .on_conflict_do_nothing()
+                )
+            return True
+
+    def _record_error(self, conn: sa.Connection, job_id: int, error: jobs_mod.ErrorInfo) -> None:
+        error_type, message, tb = _error_text(error)
+        conn.execute(
+            sa.insert(E).from_select(
+                ["job_id", "queue", "attempt", "error_type", "message", "traceback", "at"],
+                sa.select(
+                    J.c.id,
+                    J.c.queue,
+                    J.c.attempt,
+                    sa.literal(error_type),
+                    sa.literal(message),
+                    sa.literal(tb),
+                    self._now(),
+                ).where(J.c.id == job_id),
+            )
+        )
+
+    def retry(self, job_id: int, token: str, error: jobs_mod.ErrorInfo, delay_s: float) -> bool:
+        with self._write() as conn:
+            changed = conn.execute(
+                sa.update(J)
+                .where(self._lease_matches(job_id, token))
+                .values(
+                    state="queued",
+                    run_at=self._now() + delay_s,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    last_error=f"{error.type}: {error.message}"[:MESSAGE_LIMIT],
+                )
+            ).rowcount
+            if changed != 1:
+                return False
+            self._record_error(conn, job_id, error)
+            return True
+
+    def dead_letter(self, job_id: int, token: str, error: jobs_mod.ErrorInfo, owner: str) -> bool:
+        with self._write() as conn:
+            changed = conn.execute(
+                sa.update(J)
+                .where(self._lease_matches(job_id, token))
+                .values(
+                    state="dead",
+                    finished_at=self._now(),
+                    lease_token=None,
+                    lease_expires_at=None,
+                    dead_owner=owner,
+                    last_error=f"{error.type}: {error.message}"[:MESSAGE_LIMIT],
+                )
+            ).rowcount
+            if changed != 1:
+                return False
+            self._record_error(conn, job_id, error)
+            return True
+
+    def release(self, job_id: int, token: str) -> bool:
+        """Give a leased job back at once (graceful shutdown); its attempt is refunded."""
+        with self._write() as conn:
+            return (
+                conn.execute(
+                    sa.update(J)
+                    .where(self._lease_matches(job_id, token))
+                    .values(
+                        state="queued",
+                        attempt=sa.func.max(J.c.attempt - 1, 0)
+                        if self.backend is sqlite
+                        else sa.func.greatest(J.c.attempt - 1, 0),
+                        run_at=self._now(),
+                        lease_token=None,
+                        lease_expires_at=None,
+                    )
+                ).rowcount
+                == 1
+            )
+
+    def reap(self, owners: Mapping[str, str]) -> list[Reaped]:
+        """Requeue running jobs whose lease expired, or dead-letter them when out of attempts."""
+        if not owners:
+            return []
+        with self._write() as conn:
+            now = self._now()
+            expired = (
+                sa.select(J.c.id, J.c.queue, J.c.type, J.c.attempt, J.c.max_attempts)
+                .where(
+                    J.c.queue.in_(list(owners)),
+                    J.c.state == "running",
+                    J.c.lease_expires_at <= now,
+                )
+                .limit(1000)
+            )
+            if self.backend.skip_locked:
+                expired = expired.with_for_update(skip_locked=True)
+            rows = conn.execute(expired).all()
+            reaped: list[Reaped] = []
+            for row in rows:
+                dead = row.attempt >= row.max_attempts
+                error = jobs_mod.ErrorInfo(
+                    "LeaseExpired",
+                    f"no ack within the visibility timeout (attempt {row.attempt}); "
+                    "the worker died or stalled",
+                )
+                values: dict[str, Any] = {
+                    "lease_token": None,
+                    "lease_expires_at": None,
+                    "last_error": f"{error.type}: {error.message}",
+                }
+                if dead:
+                    values.update(state="dead", finished_at=now, dead_owner=owners[row.queue])
+                else:
+                    values.update(state="queued", run_at=now)
+                changed = conn.execute(
+                    sa.update(J)
+                    .where(J.c.id == row.id, J.c.state == "running", J.c.lease_expires_at <= now)
+                    .values(**values)
+                ).rowcount
+                if changed == 1:
+                    self._record_error(conn, row.id, error)
+                    reaped.append(
+                        Reaped(row.id, row.queue, row.type, row.attempt, row.max_attempts, dead)
+                    )
+            return reaped
+
+    def prune(self, *, done_before_s: float, keys_before_s: float) -> int:
+        """Delete succeeded jobs older than the retention, and old idempotency keys."""
+        with self._write() as conn:
+            now = self._now()
+            old = (
+                sa.select(J.c.id)
+                .where(J.c.state == "succeeded", J.c.finished_at < now - done_before_s)
+                .limit(5000)
+            )
+            ids = list(conn.scalars(old).all())
+            if ids:
+                conn.execute(sa.delete(E).where(E.c.job_id.in_(ids)))
+                conn.execute(sa.delete(J).where(J.c.id.in_(ids)))
+            conn.execute(sa.delete(K).where(K.c.done_at < now - keys_before_s))
+            return len(ids)
+
+    def pending(self, queues: Sequence[str]) -> int:
+        """Jobs queued (ready or scheduled) or running in these queues."""
+        if not queues:
+            return 0
+        with self._read() as conn:
+            return int(
+                conn.scalar(
+                    sa.select(sa.func.count()).where(
+                        J.c.queue.in_(list(queues)), J.c.state.in_(tables.PENDING)
+                    )
+                )
+                or 0
+            )
+
+    # -- operators ---------------------------------------------------------------
+
+    def stats(self, queues: Sequence[str], window_s: float) -> dict[str, QueueStats]:
+        names = list(queues)
+        with self._read() as conn:
+            now = float(conn.scalar(sa.select(self._now())) or 0.0)
+            counts: dict[str, dict[str, int]] = {q: {} for q in names}
+            oldest: dict[str, float] = {}
+            ready = sa.and_(J.c.state == "queued", J.c.run_at <= now).label("ready")
+            for row in conn.execute(
+                sa.select(J.c.queue, J.c.state, ready, sa.func.count(), sa.func.min(J.c.run_at))
+                .where(J.c.queue.in_(names))
+                .group_by(J.c.queue, J.c.state, ready)
+            ):
+                queue, state, is_ready, n, min_run_at = row
+                key = ("ready" if is_ready else "scheduled") if state == "queued" else state
+                counts[queue][key] = counts[queue].get(key, 0) + int(n)
+                if key == "ready" and min_run_at is not None:
+                    oldest[queue] = max(0.0, now - float(min_run_at))
+            since = now - window_s
+            failed: dict[str, int] = dict(
+                conn.execute(  # type: ignore[arg-type]
+                    sa.select(E.c.queue, sa.func.count())
+                    .where(E.c.queue.in_(names), E.c.at >= since)
+                    .group_by(E.c.queue)
+                ).all()
+            )
+            result: dict[str, QueueStats] = {}
+            for queue in names:
+                durations = sorted(
+                    float(d)
+                    for d in conn.scalars(
+                        sa.select(J.c.finished_at - J.c.started_at)
+                        .where(
+                            J.c.queue == queue,
+                            J.c.state == "succeeded",
+                            J.c.duplicate == sa.false(),
+                            J.c.finished_at >= since,
+                        )
+                        .order_by(J.c.finished_at.desc())
+                        .limit(P95_SAMPLE)
+                    )
+                    if d is not None
+                )
+                n_failed = int(failed.get(queue, 0))
+                attempts = len(durations) + n_failed
+                c = counts[queue]
+                result[queue] = QueueStats(
+                    ready=c.get("ready", 0),
+                    scheduled=c.get("scheduled", 0),
+                    in_flight=c.get("running", 0),
+                    done=c.get("succeeded", 0),
+                    dead=c.get("dead", 0),
+                    oldest_ready_age_s=oldest.get(queue),
+                    failure_rate=(n_failed / attempts) if attempts else None,
+                    p95_s=_percentile(durations, 0.95),
+                    p50_s=_percentile(durations, 0.50),
+                    processed_in_window=len(durations),
+                    failed_in_window=n_failed,
+                    window_s=window_s,
+                )
+            return result
+
+    def _dead_where(self, flt: DlqFilter, now: float | None) -> sa.ColumnElement[bool]:
+        clauses: list[sa.ColumnElement[bool]] = [
+            J.c.state == "dead",
+            J.c.queue.in_(list(flt.queues)),
+        ]
+        if flt.types:
+            clauses.append(J.c.type.in_(list(flt.types)))
+        if flt.ids:
+            clauses.append(J.c.id.in_(list(flt.ids)))
+        if flt.error_type:
+            clauses.append(J.c.last_error.like(f"{flt.error_type}:%", escape="\\"))
+        if flt.older_than_s is not None and now is not None:
+            clauses.append(J.c.finished_at <= now - flt.older_than_s)
+        return sa.and_(*clauses)
+
+    def _errors_of(self, conn: sa.Connection, ids: list[int]) -> dict[int, list[ErrorRecord]]:
+        out: dict[int, list[ErrorRecord]] = {i: [] for i in ids}
+        if not ids:
+            return out
+        for row in conn.execute(
+            sa.select(E).where(E.c.job_id.in_(ids)).order_by(E.c.job_id, E.c.at, E.c.id)
+        ):
+            out[row.job_id].append(
+                ErrorRecord(row.attempt, row.error_type, row.message, row.traceback, row.at)
+            )
+        return out
+
+    def _dead_jobs(
+        self, conn: sa.Connection, where: sa.ColumnElement[bool], limit: int | None
+    ) -> list[DeadJob]:
+        stmt = sa.select(J).where(where).order_by(J.c.id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        rows = conn.execute(stmt).all()
+        errors = self._errors_of(conn, [r.id for r in rows])
+        return [
+            DeadJob(
+                id=r.id,
+                type=r.type,
+                queue=r.queue,
+                attempts=r.attempt,
+                max_attempts=r.max_attempts,
+                last_error=r.last_error,
+                owner=r.dead_owner,
+                enqueued_at=r.enqueued_at,
+                dead_at=r.finished_at,
+                idempotency_key=r.idempotency_key,
+                payload_json=r.payload,
+                errors=errors[r.id],
+            )
+            for r in rows
+        ]
+
+    def dlq_list(self, flt: DlqFilter) -> list[DeadJob]:
+        with self._read() as conn:
+            now = float(conn.scalar(sa.select(self._now())) or 0.0)
+            return self._dead_jobs(conn, self._dead_where(flt, now), flt.limit)
+
+    def get_job(self, job_id: int) -> DeadJob | None:
+        """Any job by id, in the DLQ's shape (with its error history)."""
+        with self._read() as conn:
+            found = self._dead_jobs(conn, J.c.id == job_id, 1)
+            return found[0] if found else None
+
+    def dlq_replay(self, flt: DlqFilter) -> ReplayResult:
+        """Queue dead jobs again with attempts reset; their error history is kept.
+
+        A job whose idempotency key is pending again (a newer job holds it) is skipped.
+        """
+        with self._write() as conn:
+            now = float(conn.scalar(sa.select(self._now())) or 0.0)
+            stmt = sa.select(J.c.id, J.c.idempotency_key).where(self._dead_where(flt, now))
+            if flt.limit is not None:
+                stmt = stmt.limit(flt.limit)
+            rows = conn.execute(stmt.order_by(J.c.id.desc())).all()
+            keys = {r.idempotency_key for r in rows if r.idempotency_key is not None}
+            taken: set[str] = set()
+            if keys:
+                taken = set(
+                    conn.scalars(
+                        sa.select(J.c.idempotency_key).where(
+                            J.c.idempotency_key.in_(list(keys)), J.c.state.in_(tables.PENDING)
+                        )
+                    ).all()
+                )
+            replay: list[int] = []
+            skipped: list[int] = []
+            for row in rows:
+                key = row.idempotency_key
+                if key is not None and key in taken:
+                    skipped.append(row.id)
+                    continue
+                if key is not None:
+                    taken.add(key)
+                replay.append(row.id)
+            if replay:
+                conn.execute(
+                    sa.update(J)
+                    .where(J.c.id.in_(replay), J.c.state == "dead")
+                    .values(
+                        state="queued",
+                        attempt=0,
+                        run_at=self._now(),
+                        finished_at=None,
+                        dead_owner=None,
+                    )
+                )
+            return ReplayResult(sorted(replay), sorted(skipped))
+
+    def dlq_purge(self, flt: DlqFilter) -> int:
+        with self._write() as conn:
+            now = float(conn.scalar(sa.select(self._now())) or 0.0)
+            stmt = sa.select(J.c.id).where(self._dead_where(flt, now))
+            if flt.limit is not None:
+                stmt = stmt.limit(flt.limit)
+            ids = list(conn.scalars(stmt).all())
+            if ids:
+                conn.execute(sa.delete(E).where(E.c.job_id.in_(ids)))
+                conn.execute(sa.delete(J).where(J.c.id.in_(ids), J.c.state == "dead"))
+            return len(ids)

@@ -1,0 +1,95 @@
+"""The schema: one definition for both backends. Times are epoch seconds from the DB clock."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+PENDING = ("queued", "running")
+
+jobs = sa.Table(
+    "runner_jobs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("idempotency_key", sa.String(512)),
+    sa.Column("enqueued_at", sa.Double, nullable=False),
+    sa.Column("run_at", sa.Double, nullable=False),
+    sa.Column("started_at", sa.Double),
+    sa.Column("finished_at", sa.Double),
+    sa.Column("lease_token", sa.String(32)),
+    sa.Column("lease_expires_at", sa.Double),
+    sa.Column("worker", sa.String(128)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("dead_owner", sa.Text),
+    sa.Column("duplicate", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+sa.Index(
+    "ix_runner_jobs_ready",
+    jobs.c.queue,
+    jobs.c.priority.desc(),
+    jobs.c.run_at,
+    jobs.c.id,
+    postgresql_where=jobs.c.state == "queued",
+    sqlite_where=jobs.c.state == "queued",
+)
+sa.Index(
+    "ix_runner_jobs_running",
+    jobs.c.queue,
+    jobs.c.lease_expires_at,
+    postgresql_where=jobs.c.state == "running",
+    sqlite_where=jobs.c.state == "running",
+)
+sa.Index(
+    "uq_runner_jobs_pending_key",
+    jobs.c.idempotency_key,
+    unique=True,
+    postgresql_where=jobs.c.state.in_(PENDING),
+    sqlite_where=jobs.c.state.in_(PENDING),
+)
+sa.Index("ix_runner_jobs_finished", jobs.c.queue, jobs.c.state, jobs.c.finished_at)
+
+job_errors = sa.Table(
+    "runner_job_errors",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.BigInteger, nullable=False, index=True),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("error_type", sa.String(256), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("traceback", sa.Text, nullable=False, server_default=""),
+    sa.Column("at", sa.Double, nullable=False),
+)
+sa.Index("ix_runner_job_errors_queue_at", job_errors.c.queue, job_errors.c.at)
+
+idempotency_keys = sa.Table(
+    "runner_idempotency_keys",
+    metadata,
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("job_id", sa.BigInteger, nullable=False),
+    sa.Column("done_at", sa.Double, nullable=False, index=True),
+)
+
+queues = sa.Table(
+    "runner_queues",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+)
+
+schema_version = sa.Table(
+    "runner_schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Plugins: hook specifications, the plugin manager factory and built-in plugins."""

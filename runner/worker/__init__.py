@@ -1,0 +1,1 @@
+"""The worker: claim, execute, decide, record; leases, reaping and graceful shutdown."""

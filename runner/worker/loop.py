@@ -1,0 +1,473 @@
+"""The worker loop: claim within slots, execute, decide, record; reap; drain on stop.
+
+All database work goes through the store's named verbs in a thread, so handlers
+running on the event loop are never blocked by SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from runner import jobs, retry
+from runner.engine import base
+from runner.worker import execute
+
+log = logging.getLogger("runner.worker")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    concurrency: int
+    lease_s: float
+    paused: bool
+    owner: str
+    alert: str | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    type: str
+    handler: Callable[[jobs.Job], Any] | None
+    timeout_s: float
+    policy: retry.Policy
+    heartbeat: bool = False
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    until_idle: bool = False
+    poll_interval_s: float = 0.5
+    claim_batch: int = 32
+    shutdown_grace_s: float = 30.0
+    reap_interval_s: float = 1.0
+    done_retention_s: float = 7 * 86400.0
+    idempotency_retention_s: float = 30 * 86400.0
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+class Hooks:
+    """Observer hooks; a failing observer is logged and never stops the worker."""
+
+    def __init__(self, hook: Any) -> None:
+        self._hook = hook
+
+    def call(self, name: str, **kwargs: Any) -> None:
+        try:
+            getattr(self._hook, name)(**kwargs)
+        except Exception:
+            log.exception("action=hook_failed hook=%s", name)
+
+
+@dataclass
+class _InFlight:
+    claimed: base.Claimed
+    queue: QueueSpec
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class WorkerStats:
+    processed: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    released: int = 0
+
+
+class Worker:
+    def __init__(
+        self,
+        store: base.Store,
+        queues: Sequence[QueueSpec],
+        job_specs: Mapping[str, JobSpec],
+        hooks: Hooks,
+        options: WorkerOptions,
+    ) -> None:
+        self.store = store
+        self.queues = list(queues)
+        self.job_specs = dict(job_specs)
+        self.hooks = hooks
+        self.options = options
+        self.stats = WorkerStats()
+        self._in_flight: dict[int, _InFlight] = {}
+        self._per_queue: dict[str, int] = {q.name: 0 for q in self.queues}
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._force = False
+        slots = sum(q.concurrency for q in self.queues if not q.paused)
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(1, min(slots, 256)), thread_name_prefix="runner-handler"
+        )
+        self.abandoned_threads = False
+
+    # -- database calls ------------------------------------------------------------
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store verb in a thread; retry with backoff while the database is unavailable."""
+        delay = 0.1
+        while True:
+            try:
+                return await asyncio.to_thread(fn, *args, **kwargs)
+            except base.StoreUnavailable as exc:
+                if self._force:
+                    raise
+                log.warning(
+                    "action=db_unavailable verb=%s retry_in_s=%.1f reason=%s",
+                    getattr(fn, "__name__", "?"),
+                    delay,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- main loop -------------------------------------------------------------------
+
+    def request_stop(self, force: bool = False) -> None:
+        if self._stopping.is_set() and not force:
+            force = True
+        self._force = self._force or force
+        self._stopping.set()
+        self._wake.set()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info(
+            "action=stop signal=%s in_flight=%d grace_s=%g",
+            sig.name,
+            len(self._in_flight),
+            self.options.shutdown_grace_s,
+        )
+        self.request_stop()
+
+    async def run(self) -> int:
+        """Work until stopped (or idle with ``until_idle``). Returns an exit code."""
+        self._install_signals()
+        background = [
+            asyncio.create_task(self._reaper()),
+            asyncio.create_task(self._heartbeat()),
+        ]
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        return 0
+
+    async def _claim_loop(self) -> None:
+        active = [q for q in self.queues if not q.paused]
+        active_names = [q.name for q in active]
+        while not self._stopping.is_set():
+            self._wake.clear()
+            got = 0
+            for queue in active:
+                free = queue.concurrency - self._per_queue[queue.name]
+                if free <= 0 or self._stopping.is_set():
+                    continue
+                got += await self._claim(queue, min(free, self.options.claim_batch))
+            if got:
+                continue
+            if (
+                self.options.until_idle
+                and not self._in_flight
+                and await self._db(self.store.pending, active_names) == 0
+            ):
+                log.info("action=idle processed=%d", self.stats.processed)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.options.poll_interval_s)
+
+    async def _claim(self, queue: QueueSpec, limit: int) -> int:
+        result = await self._db(
+            self.store.claim,
+            queue.name,
+            limit=limit,
+            concurrency=queue.concurrency,
+            lease_s=queue.lease_s,
+            worker=self.options.worker_id,
+        )
+        for dup in result.duplicates:
+            self.stats.duplicates += 1
+            job = self._job(dup)
+            log.info(
+                "action=ack duplicate=true job_id=%s type=%s queue=%s attempt=%s",
+                dup.id,
+                dup.type,
+                dup.queue,
+                dup.attempt,
+            )
+            self.hooks.call("runner_job_acked", job=job, duration_s=0.0, duplicate=True)
+        for claimed in result.jobs:
+            entry = _InFlight(claimed, queue)
+            self._in_flight[claimed.id] = entry
+            self._per_queue[queue.name] += 1
+            entry.task = asyncio.create_task(self._process(entry))
+        return len(result.jobs) + len(result.duplicates)
+
+    # -- one job -------------------------------------------------------------------------
+
+    def _job(self, c: base.Claimed) -> jobs.Job:
+        try:
+            payload = json.loads(c.payload_json)
+        except ValueError:
+            payload = {}
+        return jobs.Job(
+            id=c.id,
+            type=c.type,
+            queue=c.queue,
+            attempt=c.attempt,
+            payload=payload,
+            max_attempts=c.max_attempts,
+            idempotency_key=c.idempotency_key,
+            schema_version=c.schema_version,
+            enqueued_at=c.enqueued_at,
+            lease_token=c.lease_token,
+        )
+
+    async def _process(self, entry: _InFlight) -> None:
+        c = entry.claimed
+        try:
+            job = self._job(c)
+            spec = self.job_specs.get(c.type)
+            self.hooks.call("runner_job_claimed", job=job)
+            log.debug(
+                "action=claim job_id=%s type=%s queue=%s attempt=%s",
+                c.id,
+                c.type,
+                c.queue,
+                c.attempt,
+            )
+            if spec is None or spec.handler is None:
+                error = jobs.ErrorInfo(
+                    "UnknownJobType", f"no handler for job type {c.type!r} in this pipeline"
+                )
+                await self._dead_letter(entry, job, error)
+                return
+            outcome = await execute.run(
+                spec.handler,
+                job,
+                timeout_s=spec.timeout_s,
+                executor=self._executor,
+                non_retryable=spec.policy.non_retryable,
+            )
+            await self._record(entry, job, spec, outcome)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("action=worker_error job_id=%s", c.id)
+        finally:
+            self._in_flight.pop(c.id, None)
+            self._per_queue[entry.queue.name] -= 1
+            self._wake.set()
+
+    async def _record(
+        self, entry: _InFlight, job: jobs.Job, spec: JobSpec, outcome: execute.Outcome
+    ) -> None:
+        c = entry.claimed
+        if outcome.ok:
+            if await self._db(self.store.ack, c.id, c.lease_token, c.idempotency_key):
+                self.stats.processed += 1
+                log.debug(
+                    "action=ack job_id=%s type=%s queue=%s attempt=%s duration_s=%.3f",
+                    c.id,
+                    c.type,
+                    c.queue,
+                    c.attempt,
+                    outcome.duration_s,
+                )
+                self.hooks.call(
+                    "runner_job_acked", job=job, duration_s=outcome.duration_s, duplicate=False
+                )
+            else:
+                self._stale("ack", c)
+            return
+        error = outcome.error or jobs.ErrorInfo("Error", "unknown failure")
+        self.stats.failed += 1
+        decision = retry.decide(error, outcome.permanent, spec.policy, c.attempt)
+        if decision.action is jobs.Action.RETRY:
+            if await self._db(self.store.retry, c.id, c.lease_token, error, decision.delay_s):
+                self.stats.retried += 1
+                log.info(
+                    "action=retry job_id=%s type=%s queue=%s attempt=%s/%s error=%s delay_s=%.2f",
+                    c.id,
+                    c.type,
+                    c.queue,
+                    c.attempt,
+                    c.max_attempts,
+                    error.type,
+                    decision.delay_s,
+                )
+                self.hooks.call(
+                    "runner_job_retried", job=job, error=error, delay_s=decision.delay_s
+                )
+            else:
+                self._stale("retry", c)
+        else:
+            await self._dead_letter(entry, job, error, decision.reason)
+
+    async def _dead_letter(
+        self, entry: _InFlight, job: jobs.Job, error: jobs.ErrorInfo, reason: str = ""
+    ) -> None:
+        c = entry.claimed
+        if await self._db(self.store.dead_letter, c.id, c.lease_token, error, entry.queue.owner):
+            self.stats.dead_lettered += 1
+            log.warning(
+                "action=dead_letter job_id=%s type=%s queue=%s attempt=%s error=%s reason=%r "
+                "owner=%s",
+                c.id,
+                c.type,
+                c.queue,
+                c.attempt,
+                error.type,
+                reason,
+                entry.queue.owner,
+            )
+            self.hooks.call(
+                "runner_job_dead_lettered",
+                job=job,
+                error=error,
+                owner=entry.queue.owner,
+                alert=entry.queue.alert,
+            )
+        else:
+            self._stale("dead_letter", c)
+
+    def _stale(self, verb: str, c: base.Claimed) -> None:
+        self.stats.stale += 1
+        log.warning(
+            "action=lease_lost verb=%s job_id=%s type=%s queue=%s attempt=%s "
+            "outcome=rejected reason=lease expired and the job was taken again",
+            verb,
+            c.id,
+            c.type,
+            c.queue,
+            c.attempt,
+        )
+
+    # -- background duties ------------------------------------------------------------
+
+    async def _reaper(self) -> None:
+        owners = {q.name: q.owner for q in self.queues}
+        by_name = {q.name: q for q in self.queues}
+        last_prune = 0.0
+        while True:
+            try:
+                for r in await self._db(self.store.reap, owners):
+                    log.warning(
+                        "action=reap job_id=%s type=%s queue=%s attempt=%s/%s outcome=%s",
+                        r.id,
+                        r.type,
+                        r.queue,
+                        r.attempt,
+                        r.max_attempts,
+                        "dead_letter" if r.dead else "requeued",
+                    )
+                    if r.dead:
+                        job = jobs.Job(r.id, r.type, r.queue, r.attempt, {}, r.max_attempts)
+                        self.hooks.call(
+                            "runner_job_dead_lettered",
+                            job=job,
+                            error=jobs.ErrorInfo("LeaseExpired", "no ack within the lease"),
+                            owner=owners[r.queue],
+                            alert=by_name[r.queue].alert,
+                        )
+                if time.monotonic() - last_prune > 60:
+                    last_prune = time.monotonic()
+                    await self._db(
+                        self.store.prune,
+                        done_before_s=self.options.done_retention_s,
+                        keys_before_s=self.options.idempotency_retention_s,
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("action=reap_failed")
+            await asyncio.sleep(self.options.reap_interval_s)
+
+    async def _heartbeat(self) -> None:
+        """Renew leases of heartbeat job types always, and of every in-flight job while draining."""
+        interval = max(0.05, min((q.lease_s for q in self.queues), default=30.0) / 3)
+        while True:
+            await asyncio.sleep(interval)
+            draining = self._stopping.is_set()
+            for queue in self.queues:
+                leases = [
+                    (e.claimed.id, e.claimed.lease_token)
+                    for e in list(self._in_flight.values())
+                    if e.queue.name == queue.name
+                    and (draining or self._heartbeat_type(e.claimed.type))
+                ]
+                if not leases:
+                    continue
+                try:
+                    lost = await self._db(self.store.extend_leases, leases, queue.lease_s)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("action=extend_leases_failed queue=%s", queue.name)
+                    continue
+                for job_id in lost:
+                    log.warning("action=lease_lost verb=extend_leases job_id=%s", job_id)
+
+    def _heartbeat_type(self, job_type: str) -> bool:
+        spec = self.job_specs.get(job_type)
+        return bool(spec and spec.heartbeat)
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Let in-flight jobs finish within the grace period, then release the rest at once."""
+        tasks = [e.task for e in self._in_flight.values() if e.task is not None]
+        if not tasks:
+            return
+        deadline = time.monotonic() + self.options.shutdown_grace_s
+        while self._in_flight and not self._force and time.monotonic() < deadline:
+            pending = [e.task for e in self._in_flight.values() if e.task is not None]
+            await asyncio.wait(pending, timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+        leftover = list(self._in_flight.values())
+        for entry in leftover:
+            if entry.task is not None:
+                entry.task.cancel()
+        for entry in leftover:
+            c = entry.claimed
+            try:
+                released = await asyncio.to_thread(self.store.release, c.id, c.lease_token)
+            except Exception as exc:
+                log.warning("action=release_failed job_id=%s reason=%s", c.id, exc)
+                continue
+            if released:
+                self.stats.released += 1
+                log.warning(
+                    "action=release job_id=%s type=%s queue=%s reason=shutdown grace period over",
+                    c.id,
+                    c.type,
+                    c.queue,
+                )
+        if leftover:
+            self.abandoned_threads = True
+            await asyncio.gather(
+                *(e.task for e in leftover if e.task is not None), return_exceptions=True
+            )
