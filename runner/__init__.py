@@ -6,7 +6,8 @@ The public Python API: ``runner.load(path)`` returns a pipeline to enqueue with;
 
 from __future__ import annotations
 
-from runner.api import Pipeline, load
+from typing import TYPE_CHECKING, Any
+
 from runner.errors import (
     ConfigInvalid,
     InvalidPayload,
@@ -17,6 +18,19 @@ from runner.errors import (
 )
 from runner.jobs import Job
 from runner.plugins.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from runner.api import Pipeline, load
+
+
+def __getattr__(name: str) -> Any:
+    """``load`` and ``Pipeline`` are imported on first use, so plugins import fast."""
+    if name in ("load", "Pipeline"):
+        from runner import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'runner' has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigInvalid",

@@ -1,0 +1,1 @@
+"""Example handler plugins for the four example pipelines."""

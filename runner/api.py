@@ -1,0 +1,295 @@
+"""The composition root: load a pipeline, open its store, enqueue, inspect, run workers.
+
+``runner.load(path)`` is the public producer API; the CLI is built on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from runner import errors, retry
+from runner.config import loader, models, payloads
+from runner.config.settings import Settings
+from runner.engine import base
+from runner.engine.store import SchemaTooNew, SqlStore
+from runner.plugins import hookspecs, manager
+from runner.worker import loop
+
+DEFAULT_SQLITE_FILE = "runner.db"
+
+
+def resolve_database_url(loaded: loader.LoadedPipeline, settings: Settings) -> str:
+    """``RUNNER_DATABASE_URL`` > the file's ``database`` > ``sqlite:///<root>/runner.db``.
+
+    A relative SQLite path resolves against the project root, not the current directory.
+    """
+    raw = settings.database_url or loaded.model.database
+    if not raw:
+        return f"sqlite:///{loaded.root / DEFAULT_SQLITE_FILE}"
+    url = sa.make_url(raw)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        if not path.is_absolute():
+            url = url.set(database=str(loaded.root / path))
+    return url.render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True)
+class JobTypeRuntime:
+    name: str
+    config: models.JobType
+    rules: payloads.PayloadRules
+
+
+class Pipeline:
+    """A loaded, validated pipeline. Enqueue with it; the worker and CLI use it too."""
+
+    def __init__(
+        self,
+        loaded: loader.LoadedPipeline,
+        settings: Settings,
+        hook: Any,
+        handlers: dict[str, hookspecs.Handler],
+    ) -> None:
+        self.loaded = loaded
+        self.settings = settings
+        self.hook = hook
+        self.handlers = handlers
+        self.model = loaded.model
+        self.database_url = resolve_database_url(loaded, settings)
+        self.types = {
+            name: JobTypeRuntime(
+                name,
+                jt,
+                payloads.PayloadRules(
+                    name,
+                    loaded.schemas[name],
+                    max_bytes=settings.max_payload_bytes,
+                    idempotency_key=jt.idempotency_key,
+                ),
+            )
+            for name, jt in self.model.jobs.items()
+        }
+        self._store: SqlStore | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self.loaded.path
+
+    @property
+    def queue_names(self) -> list[str]:
+        return list(self.model.queues)
+
+    @property
+    def store(self) -> SqlStore:
+        """The store, opened and migrated on first use."""
+        if self._store is None:
+            if self.database_url.startswith("sqlite:///"):
+                db_file = sa.make_url(self.database_url).database
+                if db_file and db_file != ":memory:":
+                    Path(db_file).parent.mkdir(parents=True, exist_ok=True)
+            store = SqlStore(
+                self.database_url,
+                base.EngineOptions(
+                    pool_size=self.settings.pool_size,
+                    sqlite_synchronous=self.settings.sqlite_synchronous,
+                ),
+            )
+            try:
+                store.migrate()
+                store.ensure_queues(self.queue_names)
+            except base.StoreUnavailable as exc:
+                store.dispose()
+                raise errors.DatabaseUnavailable(
+                    f"cannot open database {sa.make_url(self.database_url)!r}: {exc}"
+                ) from exc
+            except SchemaTooNew as exc:
+                store.dispose()
+                raise errors.DatabaseUnavailable(str(exc)) from exc
+            self._store = store
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.dispose()
+            self._store = None
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- producers ------------------------------------------------------------------------
+
+    def _type(self, job_type: str) -> JobTypeRuntime:
+        try:
+            return self.types[job_type]
+        except KeyError:
+            known = ", ".join(sorted(self.types))
+            raise errors.NotFound(
+                f"unknown job type {job_type!r} in {self.loaded.display} (known: {known})"
+            ) from None
+
+    def prepare(self, job_type: str, payload: object, *, line: int | None = None) -> base.NewJob:
+        """Validate one payload (schema, secrets, size) into a row; raises InvalidPayload."""
+        runtime = self._type(job_type)
+        prepared = runtime.rules.prepare(payload, line=line)
+        jt = runtime.config
+        return base.NewJob(
+            queue=jt.queue,
+            type=job_type,
+            payload_json=prepared.json_text,
+            priority=jt.priority,
+            max_attempts=jt.retry.max_attempts,
+            schema_version=jt.schema_version,
+            idempotency_key=prepared.idempotency_key,
+        )
+
+    def enqueue(self, job_type: str, payload: object) -> int:
+        """Validate and enqueue one job; durable when this returns. Returns the job id."""
+        return self.enqueue_prepared(job_type, [self.prepare(job_type, payload)])[0]
+
+    def enqueue_many(self, job_type: str, payloads: Iterable[object]) -> list[int]:
+        """Validate every payload first (none is enqueued if one is invalid), then enqueue
+        them all in one transaction. Returns ids in input order."""
+        rows: list[base.NewJob] = []
+        problems: list[tuple[str, str]] = []
+        for index, payload in enumerate(payloads):
+            try:
+                rows.append(self.prepare(job_type, payload))
+            except errors.InvalidPayload as exc:
+                problems.extend((f"[{index}]{path[1:]}", msg) for path, msg in exc.problems)
+        if problems:
+            raise errors.InvalidPayload(job_type, problems)
+        return self.enqueue_prepared(job_type, rows)
+
+    def enqueue_prepared(self, job_type: str, rows: Sequence[base.NewJob]) -> list[int]:
+        runtime = self._type(job_type)
+        queue = self.model.queues[runtime.config.queue]
+        try:
+            ids = self.store.enqueue(
+                rows, max_depth=queue.max_depth, dedupe=runtime.config.dedupe
+            )
+        except base.QueueFullError as exc:
+            raise errors.QueueFull(exc.queue, exc.depth, exc.max_depth, exc.requested) from None
+        except base.StoreUnavailable as exc:
+            raise errors.DatabaseUnavailable(f"enqueue failed, nothing was enqueued: {exc}") from exc
+        if ids:
+            loop.Hooks(self.hook).call(
+                "runner_job_enqueued", job_ids=ids, job_type=job_type, queue=runtime.config.queue
+            )
+        return ids
+
+    # -- operators ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, base.QueueStats]:
+        return self.store.stats(self.queue_names, self.settings.status_window_s)
+
+    def dlq_filter(
+        self,
+        *,
+        queues: Sequence[str] = (),
+        types: Sequence[str] = (),
+        ids: Sequence[int] = (),
+        error_type: str | None = None,
+        older_than_s: float | None = None,
+        limit: int | None = None,
+    ) -> base.DlqFilter:
+        for q in queues:
+            if q not in self.model.queues:
+                raise errors.NotFound(f"unknown queue {q!r} in {self.loaded.display}")
+        for t in types:
+            self._type(t)
+        return base.DlqFilter(
+            queues=list(queues) or self.queue_names,
+            types=list(types),
+            ids=list(ids),
+            error_type=error_type,
+            older_than_s=older_than_s,
+            limit=limit,
+        )
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def worker(self, options: loop.WorkerOptions) -> loop.Worker:
+        queues = [
+            loop.QueueSpec(
+                name=name,
+                concurrency=q.concurrency,
+                lease_s=q.visibility_timeout,
+                paused=q.paused,
+                owner=q.dlq.owner,
+                alert=q.dlq.alert,
+            )
+            for name, q in self.model.queues.items()
+        ]
+        specs = {
+            name: loop.JobSpec(
+                type=name,
+                handler=self.handlers.get(jt.handler),
+                timeout_s=jt.timeout,
+                policy=retry.Policy(
+                    max_attempts=jt.retry.max_attempts,
+                    backoff=jt.retry.backoff,
+                    base_s=jt.retry.base,
+                    max_s=jt.retry.max,
+                    jitter=jt.retry.jitter,
+                    non_retryable=frozenset(jt.retry.non_retryable),
+                ),
+                heartbeat=getattr(jt, "heartbeat", False),
+            )
+            for name, jt in self.model.jobs.items()
+        }
+        return loop.Worker(self.store, queues, specs, loop.Hooks(self.hook), options)
+
+    def worker_options(self, *, until_idle: bool = False, **overrides: Any) -> loop.WorkerOptions:
+        s = self.settings
+        values: dict[str, Any] = {
+            "until_idle": until_idle,
+            "poll_interval_s": s.poll_interval_s,
+            "claim_batch": s.claim_batch,
+            "shutdown_grace_s": s.shutdown_grace_s,
+            "reap_interval_s": s.reap_interval_s,
+            "done_retention_s": s.done_retention_s,
+            "idempotency_retention_s": s.idempotency_retention_s,
+        }
+        values.update(overrides)
+        return loop.WorkerOptions(**values)
+
+    def run_worker(self, *, until_idle: bool = False, **overrides: Any) -> loop.Worker:
+        """Run one worker in this thread until stopped or idle; returns it (for its stats)."""
+        worker_ = self.worker(self.worker_options(until_idle=until_idle, **overrides))
+        asyncio.run(worker_.run())
+        return worker_
+
+
+def load(path: str | Path, *, settings: Settings | None = None) -> Pipeline:
+    """Load and validate a pipeline file and its plugins.
+
+    Raises ``runner.ConfigInvalid`` with every problem found (``file:line:col: message``)
+    and ``runner.NotFound`` when the file does not exist.
+    """
+    settings = settings or Settings()
+    loaded = loader.load_pipeline(path)
+    pm, plugin_problems = manager.create(loaded.root, loaded.model.plugins)
+    handlers, handler_problems = manager.collect_handlers(pm)
+    diagnostics: list[errors.Diagnostic] = []
+    for problem in [*plugin_problems, *handler_problems]:
+        loc: tuple[str | int, ...] = ("plugins", problem.index) if problem.index is not None else (
+            "plugins",
+        )
+        diagnostics.append(loaded.diagnostic(loc, problem.message))
+    if not plugin_problems:
+        diagnostics.extend(loader.check_handlers(loaded, handlers.keys()))
+    if diagnostics:
+        raise errors.ConfigInvalid(diagnostics)
+    return Pipeline(loaded, settings, pm.hook, handlers)

@@ -1,0 +1,606 @@
+"""The ``runner`` command line. Only this module prints or exits.
+
+Exit codes (sysexits): 0 ok, 2 usage, 65 invalid payload, 66 not found,
+69 database unavailable, 70 internal error, 75 refused by backpressure,
+78 invalid pipeline file.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from runner import api, errors
+from runner.config import payloads
+from runner.config.durations import parse_duration
+from runner.config.settings import Settings
+from runner.engine import base
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JSONL_BATCH = 1000
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(exc: errors.RunnerError) -> NoReturn:
+    if isinstance(exc, errors.ConfigInvalid):
+        for diagnostic in exc.diagnostics:
+            click.echo(str(diagnostic), err=True)
+        click.echo(f"{len(exc.diagnostics)} error(s); pipeline not valid", err=True)
+    else:
+        click.echo(f"error: {exc}", err=True)
+        cause = exc.__cause__
+        while cause is not None:
+            click.echo(f"  caused by: {type(cause).__name__}: {cause}", err=True)
+            cause = cause.__cause__
+    sys.exit(exc.exit_code)
+
+
+def handle_errors(fn: F) -> F:
+    """Map RunnerError to its documented exit code; anything else is a bug (exit 70)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except errors.RunnerError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def _load(path: str) -> api.Pipeline:
+    settings = Settings()
+    _setup_logging(settings)
+    return api.load(path, settings=settings)
+
+
+def _duration_option(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="runner")
+def cli() -> None:
+    """Declarative job-queue pipelines on SQLite or PostgreSQL."""
+
+
+# -- check --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("file")
+@handle_errors
+def check(file: str) -> None:
+    """Validate a pipeline file and its plugins; print every error as file:line:col."""
+    pipeline = api.load(file, settings=Settings())
+    model = pipeline.model
+    click.echo(
+        f"ok: {file}: {len(model.queues)} queue(s), {len(model.jobs)} job type(s), "
+        f"{len(pipeline.handlers)} handler(s)"
+    )
+
+
+# -- enqueue ------------------------------------------------------------------------------
+
+
+def _read_payload(text: str, job_type: str) -> object:
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise errors.NotFound(f"payload file not found: {path}")
+        return payloads.parse_json(path.read_bytes(), job_type=job_type)
+    return payloads.parse_json(text, job_type=job_type)
+
+
+def _jsonl_lines(source: str) -> Iterator[tuple[int, bytes]]:
+    if source == "-":
+        stream = sys.stdin.buffer
+        for number, line in enumerate(stream, start=1):
+            yield number, line
+        return
+    path = Path(source)
+    if not path.is_file():
+        raise errors.NotFound(f"JSONL file not found: {path}")
+    with path.open("rb") as fh:
+        yield from enumerate(fh, start=1)
+
+
+def _enqueue_jsonl(pipeline: api.Pipeline, job_type: str, source: str) -> int:
+    """Validate every line first; enqueue nothing unless all are valid; then one transaction."""
+    rows: list[base.NewJob] = []
+    problems: list[tuple[str, str]] = []
+    for number, raw in _jsonl_lines(source):
+        if not raw.strip():
+            continue
+        try:
+            payload = payloads.parse_json(raw, job_type=job_type, line=number)
+            rows.append(pipeline.prepare(job_type, payload, line=number))
+        except errors.InvalidPayload as exc:
+            problems.extend((f"line {number}: {path}", msg) for path, msg in exc.problems)
+    if problems:
+        raise errors.InvalidPayload(job_type, problems)
+    return len(pipeline.enqueue_prepared(job_type, rows)) if rows else 0
+
+
+@cli.command()
+@click.argument("file")
+@click.argument("job_type", metavar="TYPE")
+@click.option("--payload", "payload_text", help="JSON object, or @path/to/file.json")
+@click.option("--jsonl", "jsonl", help="enqueue one job per line of this file ('-' for stdin)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
+@handle_errors
+def enqueue(
+    file: str, job_type: str, payload_text: str | None, jsonl: str | None, as_json: bool
+) -> None:
+    """Validate and enqueue a job; print its id (or, with --jsonl, how many were enqueued)."""
+    if (payload_text is None) == (jsonl is None):
+        raise click.UsageError("give exactly one of --payload or --jsonl")
+    pipeline = _load(file)
+    with pipeline:
+        if jsonl is not None:
+            count = _enqueue_jsonl(pipeline, job_type, jsonl)
+            click.echo(json.dumps({"enqueued": count}) if as_json else str(count))
+            return
+        assert payload_text is not None
+        job_id = pipeline.enqueue(job_type, _read_payload(payload_text, job_type))
+        click.echo(json.dumps({"id": job_id, "type": job_type}) if as_json else str(job_id))
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+def _num(value: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _status_json(stats: dict[str, base.QueueStats]) -> dict[str, Any]:
+    return {
+        "queues": {
+            name: {
+                "ready": s.ready,
+                "scheduled": s.scheduled,
+                "in_flight": s.in_flight,
+                "done": s.done,
+                "dead": s.dead,
+                "oldest_ready_age_s": s.oldest_ready_age_s,
+                "failure_rate": s.failure_rate,
+                "p95_s": s.p95_s,
+                "p50_s": s.p50_s,
+                "processed_in_window": s.processed_in_window,
+                "failed_in_window": s.failed_in_window,
+                "window_s": s.window_s,
+            }
+            for name, s in stats.items()
+        }
+    }
+
+
+def _status_table(pipeline: api.Pipeline, stats: dict[str, base.QueueStats]) -> Table:
+    window = pipeline.settings.status_window_s
+    table = Table(title=f"{pipeline.loaded.display}", title_justify="left")
+    for column in ("queue", "ready", "scheduled", "in flight", "done", "dead"):
+        table.add_column(column, justify="left" if column == "queue" else "right")
+    table.add_column("oldest ready", justify="right")
+    table.add_column(f"failure rate ({window:g}s)", justify="right")
+    table.add_column("p95", justify="right")
+    for name, s in stats.items():
+        paused = " (paused)" if pipeline.model.queues[name].paused else ""
+        table.add_row(
+            name + paused,
+            str(s.ready),
+            str(s.scheduled),
+            str(s.in_flight),
+            str(s.done),
+            str(s.dead),
+            _num(s.oldest_ready_age_s, "{:.1f}s"),
+            _num(None if s.failure_rate is None else s.failure_rate * 100, "{:.1f}%"),
+            _num(s.p95_s, "{:.3f}s"),
+        )
+    return table
+
+
+@cli.command()
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
+@handle_errors
+def status(file: str, as_json: bool) -> None:
+    """Per queue: ready, scheduled, in flight, done, dead, oldest ready age, failure rate, p95."""
+    pipeline = _load(file)
+    with pipeline:
+        stats = pipeline.status()
+        if as_json:
+            click.echo(json.dumps(_status_json(stats)))
+        else:
+            out.print(_status_table(pipeline, stats))
+
+
+# -- up -----------------------------------------------------------------------------------
+
+
+class _ProgressPoller:
+    """Polls the database while --until-idle runs and drives a rich progress bar."""
+
+    def __init__(self, pipeline: api.Pipeline) -> None:
+        self.pipeline = pipeline
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="runner-progress", daemon=True)
+
+    def _totals(self) -> tuple[int, int]:
+        stats = self.pipeline.status().values()
+        finished = sum(s.done + s.dead for s in stats)
+        left = sum(s.ready + s.scheduled + s.in_flight for s in stats)
+        return finished, left
+
+    def _run(self) -> None:
+        try:
+            baseline, left = self._totals()
+        except errors.RunnerError:
+            return
+        with Progress(
+            TextColumn("[bold]draining"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("jobs", total=left)
+            while not self.stop.wait(0.3):
+                try:
+                    finished, left = self._totals()
+                except Exception:
+                    continue
+                done = finished - baseline
+                progress.update(task, completed=done, total=done + left)
+            finished, left = self._totals()
+            done = finished - baseline
+            progress.update(task, completed=done, total=done + left)
+
+    def __enter__(self) -> _ProgressPoller:
+        if err.is_terminal:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
+
+
+def _run_children(file: str, processes: int, until_idle: bool, grace: float | None) -> int:
+    """Supervise N worker processes; forward SIGTERM/SIGINT; exit with the worst code."""
+    cmd = [sys.executable, "-m", "runner", "up", file, "--processes", "1", "--no-progress"]
+    if until_idle:
+        cmd.append("--until-idle")
+    if grace is not None:
+        cmd += ["--grace", f"{grace}s"]
+    children = [subprocess.Popen(cmd) for _ in range(processes)]
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, key=lambda c: (c != 0, abs(c)))
+
+
+@cli.command()
+@click.argument("file")
+@click.option("--until-idle", is_flag=True, help="exit 0 once no job is ready, scheduled or in flight")
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--grace", "grace", default=None, help="shutdown grace period, e.g. 30s")
+@click.option("--progress/--no-progress", default=True, help="progress bar with --until-idle")
+@handle_errors
+def up(file: str, until_idle: bool, processes: int, grace: str | None, progress: bool) -> None:
+    """Run workers for every queue of the pipeline until SIGTERM/SIGINT (or idle)."""
+    grace_s = _duration_option(grace)
+    pipeline = _load(file)
+    with pipeline:
+        pipeline.store  # open and migrate once, before any child starts  # noqa: B018
+        overrides: dict[str, Any] = {}
+        if grace_s is not None:
+            overrides["shutdown_grace_s"] = grace_s
+        if processes > 1:
+            code = _run_children(file, processes, until_idle, grace_s)
+            worker = None
+        else:
+            poller = _ProgressPoller(pipeline) if (until_idle and progress) else None
+            if poller is not None:
+                poller.__enter__()
+            try:
+                worker = pipeline.run_worker(until_idle=until_idle, **overrides)
+            finally:
+                if poller is not None:
+                    poller.__exit__(None, None, None)
+            code = 0
+        if worker is not None:
+            s = worker.stats
+            click.echo(
+                f"worker done: processed {s.processed}, retried {s.retried}, "
+                f"dead-lettered {s.dead_lettered}, duplicates skipped {s.duplicates}, "
+                f"released {s.released}",
+                err=True,
+            )
+        if until_idle and progress and code == 0:
+            out.print(_status_table(pipeline, pipeline.status()))
+    if worker is not None and worker.abandoned_threads:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # handler threads that ignored the grace period cannot be joined
+    sys.exit(code)
+
+
+# -- dlq ----------------------------------------------------------------------------------
+
+
+def _filter_options(fn: F) -> F:
+    for option in reversed(
+        [
+            click.option("--queue", "queues", multiple=True, help="only this queue (repeatable)"),
+            click.option("--type", "types", multiple=True, help="only this job type (repeatable)"),
+            click.option("--error", "error_type", help="only jobs whose last error has this class"),
+            click.option("--older-than", "older_than", help="only jobs dead for longer, e.g. 1h"),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _dead_json(job: base.DeadJob, *, with_payload: bool, with_errors: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": job.id,
+        "type": job.type,
+        "queue": job.queue,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "last_error": job.last_error,
+        "owner": job.owner,
+        "enqueued_at": job.enqueued_at,
+        "dead_at": job.dead_at,
+        "idempotency_key": job.idempotency_key,
+    }
+    if with_errors:
+        data["errors"] = [
+            {
+                "attempt": e.attempt,
+                "type": e.type,
+                "message": e.message,
+                "traceback": e.traceback,
+                "at": e.at,
+            }
+            for e in job.errors
+        ]
+    if with_payload:
+        data["payload"] = json.loads(job.payload_json)
+    return data
+
+
+def _ts(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch)) + "Z"
+
+
+@cli.group()
+def dlq() -> None:
+    """Review, replay and purge dead-lettered jobs."""
+
+
+@dlq.command("list")
+@click.argument("file")
+@_filter_options
+@click.option("--limit", type=click.IntRange(1), default=None)
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def dlq_list(
+    file: str,
+    queues: tuple[str, ...],
+    types: tuple[str, ...],
+    error_type: str | None,
+    older_than: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List dead jobs (payload values are never shown here)."""
+    pipeline = _load(file)
+    with pipeline:
+        flt = pipeline.dlq_filter(
+            queues=queues,
+            types=types,
+            error_type=error_type,
+            older_than_s=_duration_option(older_than),
+            limit=limit,
+        )
+        dead = pipeline.store.dlq_list(flt)
+        if as_json:
+            click.echo(
+                json.dumps([_dead_json(j, with_payload=False, with_errors=False) for j in dead])
+            )
+            return
+        table = Table(title=f"dead jobs in {file}: {len(dead)}", title_justify="left")
+        for column in ("id", "type", "queue", "attempts", "dead at", "owner", "last error"):
+            table.add_column(column)
+        for j in dead:
+            table.add_row(
+                str(j.id), j.type, j.queue, f"{j.attempts}/{j.max_attempts}", _ts(j.dead_at),
+                j.owner or "-", (j.last_error or "-")[:80],
+            )
+        out.print(table)
+
+
+@dlq.command("show")
+@click.argument("file")
+@click.argument("job_id", type=int)
+@click.option("--payload", "with_payload", is_flag=True, help="also print the payload values")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def dlq_show(file: str, job_id: int, with_payload: bool, as_json: bool) -> None:
+    """Show one dead job with its full error history."""
+    pipeline = _load(file)
+    with pipeline:
+        found = pipeline.store.dlq_list(pipeline.dlq_filter(ids=[job_id]))
+        if not found:
+            raise errors.NotFound(f"no dead job {job_id} in the queues of {file}")
+        job = found[0]
+        if as_json:
+            click.echo(json.dumps(_dead_json(job, with_payload=with_payload, with_errors=True)))
+            return
+        out.print(f"[bold]job {job.id}[/bold] {job.type} on queue {job.queue}")
+        out.print(f"attempts {job.attempts}/{job.max_attempts}, owner {job.owner or '-'}")
+        out.print(f"enqueued {_ts(job.enqueued_at)}, dead {_ts(job.dead_at)}")
+        if job.idempotency_key:
+            out.print(f"idempotency key {job.idempotency_key}", markup=False)
+        for e in job.errors:
+            out.print(f"\n[bold]attempt {e.attempt}[/bold] {_ts(e.at)} {e.type}: ", end="")
+            out.print(e.message, markup=False)
+            if e.traceback:
+                out.print(e.traceback, markup=False, style="dim")
+        if with_payload:
+            out.print("\npayload:")
+            out.print_json(job.payload_json)
+        else:
+            out.print("\n(payload hidden; add --payload to print it)")
+
+
+def _selection(
+    pipeline: api.Pipeline,
+    ids: tuple[int, ...],
+    select_all: bool,
+    queues: tuple[str, ...],
+    types: tuple[str, ...],
+    error_type: str | None,
+    older_than: str | None,
+) -> base.DlqFilter:
+    filtered = bool(queues or types or error_type or older_than)
+    if not ids and not select_all and not filtered:
+        raise click.UsageError("name job ids, a filter (--queue/--type/--error/--older-than) or --all")
+    return pipeline.dlq_filter(
+        ids=ids,
+        queues=queues,
+        types=types,
+        error_type=error_type,
+        older_than_s=_duration_option(older_than),
+    )
+
+
+@dlq.command("replay")
+@click.argument("file")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "select_all", is_flag=True, help="every dead job of the pipeline")
+@_filter_options
+@click.option("--dry-run", is_flag=True, help="only say what would be replayed")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def dlq_replay(
+    file: str,
+    ids: tuple[int, ...],
+    select_all: bool,
+    queues: tuple[str, ...],
+    types: tuple[str, ...],
+    error_type: str | None,
+    older_than: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Queue dead jobs again with attempts reset (their error history is kept)."""
+    pipeline = _load(file)
+    with pipeline:
+        flt = _selection(pipeline, ids, select_all, queues, types, error_type, older_than)
+        if dry_run:
+            found = pipeline.store.dlq_list(flt)
+            if ids and not found:
+                raise errors.NotFound(f"no dead job among {list(ids)}")
+            result = {"would_replay": [j.id for j in found], "dry_run": True}
+            click.echo(json.dumps(result) if as_json else f"would replay {len(found)} job(s)")
+            return
+        replayed = pipeline.store.dlq_replay(flt)
+        if ids and not replayed.replayed and not replayed.skipped_pending_key:
+            raise errors.NotFound(f"no dead job among {list(ids)}")
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {"replayed": replayed.replayed, "skipped": replayed.skipped_pending_key}
+                )
+            )
+        else:
+            click.echo(f"replayed {len(replayed.replayed)} job(s)")
+            if replayed.skipped_pending_key:
+                click.echo(
+                    f"skipped {len(replayed.skipped_pending_key)} job(s) whose idempotency key "
+                    "is pending again: " + ", ".join(map(str, replayed.skipped_pending_key)),
+                    err=True,
+                )
+
+
+@dlq.command("purge")
+@click.argument("file")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "select_all", is_flag=True, help="every dead job of the pipeline")
+@_filter_options
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@handle_errors
+def dlq_purge(
+    file: str,
+    ids: tuple[int, ...],
+    select_all: bool,
+    queues: tuple[str, ...],
+    types: tuple[str, ...],
+    error_type: str | None,
+    older_than: str | None,
+    yes: bool,
+) -> None:
+    """Delete dead jobs for good (asks for confirmation unless --yes)."""
+    pipeline = _load(file)
+    with pipeline:
+        flt = _selection(pipeline, ids, select_all, queues, types, error_type, older_than)
+        count = len(pipeline.store.dlq_list(flt))
+        if count == 0:
+            if ids:
+                raise errors.NotFound(f"no dead job among {list(ids)}")
+            click.echo("purged 0 job(s)")
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise click.UsageError(f"purge would delete {count} dead job(s): add --yes")
+            click.confirm(f"delete {count} dead job(s) for good?", abort=True)
+        click.echo(f"purged {pipeline.store.dlq_purge(flt)} job(s)")
+
+
+def main() -> None:
+    cli(prog_name="runner")

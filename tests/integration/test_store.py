@@ -1,0 +1,278 @@
+"""The engine contract, run on SQLite and PostgreSQL: every verb against the real database."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from runner import jobs
+from runner.engine import tables
+from runner.engine.base import DlqFilter, NewJob, QueueFullError
+from runner.engine.store import SqlStore
+
+Q = "q1"
+ERR = jobs.ErrorInfo("Boom", "it broke", "Traceback ...")
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[SqlStore]:
+    s = SqlStore(db_url)
+    s.migrate()
+    s.ensure_queues([Q, "q2"])
+    yield s
+    s.dispose()
+
+
+def new(n: int = 1, *, key: str | None = None, queue: str = Q, max_attempts: int = 3,
+        priority: int = 0) -> list[NewJob]:
+    return [
+        NewJob(queue, "t.x", f'{{"n": {i}}}', priority, max_attempts, 1, key) for i in range(n)
+    ]
+
+
+def state_of(store: SqlStore, job_id: int) -> str:
+    with store.engine.connect() as conn:
+        return str(conn.scalar(sa.select(tables.jobs.c.state).where(tables.jobs.c.id == job_id)))
+
+
+def claim(store: SqlStore, limit: int = 10, concurrency: int = 10, lease_s: float = 30.0,
+          queue: str = Q):
+    return store.claim(queue, limit=limit, concurrency=concurrency, lease_s=lease_s, worker="w")
+
+
+def test_migrate_is_idempotent(store: SqlStore) -> None:
+    assert store.migrate() == store.migrate() == 1
+
+
+def test_enqueue_claim_ack_counts_the_attempt_at_claim(store: SqlStore) -> None:
+    (job_id,) = store.enqueue(new(), max_depth=None, dedupe=True)
+    result = claim(store)
+    assert [c.id for c in result.jobs] == [job_id]
+    assert result.jobs[0].attempt == 1
+    assert state_of(store, job_id) == "running"
+    assert claim(store).jobs == []  # leased: nobody else gets it
+    assert store.ack(job_id, result.jobs[0].lease_token, None)
+    assert state_of(store, job_id) == "succeeded"
+    assert not store.ack(job_id, result.jobs[0].lease_token, None)  # no double ack
+
+
+def test_enqueue_many_returns_ids_in_order(store: SqlStore) -> None:
+    ids = store.enqueue(new(250), max_depth=None, dedupe=True)
+    assert len(ids) == 250 and ids == sorted(ids) and len(set(ids)) == 250
+
+
+def test_priority_then_fifo(store: SqlStore) -> None:
+    low = store.enqueue(new(2), max_depth=None, dedupe=True)
+    high = store.enqueue(new(1, priority=5), max_depth=None, dedupe=True)
+    order = [c.id for c in claim(store, limit=3).jobs]
+    assert set(order) == set(low + high)
+    result = sorted(claim(store).jobs, key=lambda c: c.id)
+    assert result == []
+    # the highest priority job was claimed in the first batch of one
+    store2 = store
+    more = store2.enqueue(new(1, priority=9) + new(1), max_depth=None, dedupe=True)
+    first = claim(store, limit=1).jobs
+    assert [c.id for c in first] == [more[0]]
+
+
+def test_concurrency_limit_counts_live_leases(store: SqlStore) -> None:
+    store.enqueue(new(10), max_depth=None, dedupe=True)
+    assert len(claim(store, limit=10, concurrency=3).jobs) == 3
+    assert claim(store, limit=10, concurrency=3).jobs == []
+
+
+def test_stale_lease_token_cannot_ack_or_fail(store: SqlStore) -> None:
+    (job_id,) = store.enqueue(new(), max_depth=None, dedupe=True)
+    first = claim(store, lease_s=0.2).jobs[0]
+    time.sleep(0.35)
+    reaped = store.reap({Q: "owner"})
+    assert [r.id for r in reaped] == [job_id] and not reaped[0].dead
+    second = claim(store).jobs[0]
+    assert second.id == job_id and second.attempt == 2
+    assert second.lease_token != first.lease_token
+    assert not store.ack(job_id, first.lease_token, None)
+    assert not store.retry(job_id, first.lease_token, ERR, 0)
+    assert not store.dead_letter(job_id, first.lease_token, ERR, "o")
+    assert state_of(store, job_id) == "running"
+    assert store.ack(job_id, second.lease_token, None)
+    assert state_of(store, job_id) == "succeeded"
+
+
+def test_expired_lease_out_of_attempts_is_dead_lettered(store: SqlStore) -> None:
+    (job_id,) = store.enqueue(new(max_attempts=1), max_depth=None, dedupe=True)
+    claim(store, lease_s=0.1)
+    time.sleep(0.25)
+    reaped = store.reap({Q: "team-a"})
+    assert reaped[0].dead
+    dead = store.dlq_list(DlqFilter(queues=[Q]))
+    assert [d.id for d in dead] == [job_id]
+    assert dead[0].owner == "team-a"
+    assert dead[0].errors[0].type == "LeaseExpired"
+
+
+def test_retry_delays_the_job_and_keeps_the_error(store: SqlStore) -> None:
+    (job_id,) = store.enqueue(new(), max_depth=None, dedupe=True)
+    c = claim(store).jobs[0]
+    assert store.retry(job_id, c.lease_token, ERR, 0.4)
+    assert claim(store).jobs == []  # scheduled, not ready
+    stats = store.stats([Q], 300)[Q]
+    assert (stats.ready, stats.scheduled, stats.in_flight) == (0, 1, 0)
+    time.sleep(0.5)
+    again = claim(store).jobs[0]
+    assert again.id == job_id and again.attempt == 2
+    assert store.dead_letter(job_id, again.lease_token, ERR, "team")
+    (dead,) = store.dlq_list(DlqFilter(queues=[Q]))
+    assert dead.attempts == 2
+    assert [e.attempt for e in dead.errors] == [1, 2]
+    assert dead.errors[0].type == "Boom" and dead.errors[0].traceback == "Traceback ..."
+    assert dead.last_error == "Boom: it broke"
+
+
+def test_release_refunds_the_attempt(store: SqlStore) -> None:
+    (job_id,) = store.enqueue(new(), max_depth=None, dedupe=True)
+    c = claim(store).jobs[0]
+    assert store.release(job_id, c.lease_token)
+    again = claim(store).jobs[0]
+    assert again.attempt == 1
+
+
+def test_idempotency_key_done_is_acked_without_running(store: SqlStore) -> None:
+    (first,) = store.enqueue(new(key="k1"), max_depth=None, dedupe=True)
+    c = claim(store).jobs[0]
+    assert store.ack(first, c.lease_token, "k1")
+    (second,) = store.enqueue(new(key="k1"), max_depth=None, dedupe=True)
+    assert second != first
+    result = claim(store)
+    assert result.jobs == [] and [d.id for d in result.duplicates] == [second]
+    assert state_of(store, second) == "succeeded"
+
+
+def test_pending_key_is_deduplicated_at_enqueue(store: SqlStore) -> None:
+    a = store.enqueue(new(key="k2"), max_depth=None, dedupe=True)
+    b = store.enqueue(new(key="k2") + new(key="k3") + new(key="k2"), max_depth=None, dedupe=True)
+    assert b[0] == a[0] and b[2] == a[0] and b[1] != a[0]
+    c = claim(store).jobs
+    assert len(c) == 2
+
+
+def test_failure_releases_the_key(store: SqlStore) -> None:
+    (job_id,) = store.enqueue(new(key="k4", max_attempts=1), max_depth=None, dedupe=True)
+    c = claim(store).jobs[0]
+    assert store.dead_letter(job_id, c.lease_token, ERR, "o")
+    (again,) = store.enqueue(new(key="k4"), max_depth=None, dedupe=True)
+    assert again != job_id
+    assert [j.id for j in claim(store).jobs] == [again]
+
+
+def test_backpressure_refuses_at_max_depth_all_or_nothing(store: SqlStore) -> None:
+    store.enqueue(new(3), max_depth=4, dedupe=True)
+    with pytest.raises(QueueFullError) as info:
+        store.enqueue(new(2), max_depth=4, dedupe=True)
+    assert info.value.depth == 3
+    assert store.stats([Q], 300)[Q].ready == 3
+    store.enqueue(new(1), max_depth=4, dedupe=True)
+    with pytest.raises(QueueFullError):
+        store.enqueue(new(1), max_depth=4, dedupe=True)
+
+
+def test_dlq_replay_resets_attempts_and_purge_deletes(store: SqlStore) -> None:
+    ids = store.enqueue(new(3, max_attempts=1), max_depth=None, dedupe=True)
+    for c in claim(store).jobs:
+        assert store.dead_letter(c.id, c.lease_token, ERR, "o")
+    everything = DlqFilter(queues=[Q])
+    assert len(store.dlq_list(everything)) == 3
+    result = store.dlq_replay(DlqFilter(queues=[Q], ids=[ids[0]]))
+    assert result.replayed == [ids[0]]
+    replayed = claim(store).jobs
+    assert [(c.id, c.attempt) for c in replayed] == [(ids[0], 1)]
+    assert store.dlq_purge(DlqFilter(queues=[Q], ids=[ids[1]])) == 1
+    assert [d.id for d in store.dlq_list(everything)] == [ids[2]]
+    assert store.get_job(ids[1]) is None
+    assert store.dlq_purge(everything) == 1
+
+
+def test_dlq_filters_by_type_error_and_queue(store: SqlStore) -> None:
+    a = store.enqueue(new(1, max_attempts=1), max_depth=None, dedupe=True)[0]
+    b = store.enqueue(new(1, max_attempts=1, queue="q2"), max_depth=None, dedupe=True)[0]
+    ca = claim(store).jobs[0]
+    cb = claim(store, queue="q2").jobs[0]
+    store.dead_letter(a, ca.lease_token, ERR, "o")
+    store.dead_letter(b, cb.lease_token, jobs.ErrorInfo("Other", "x"), "o")
+    assert [d.id for d in store.dlq_list(DlqFilter(queues=[Q, "q2"], error_type="Other"))] == [b]
+    assert [d.id for d in store.dlq_list(DlqFilter(queues=["q2"]))] == [b]
+    assert store.dlq_list(DlqFilter(queues=[Q], older_than_s=3600)) == []
+
+
+def test_stats_counts_states_rates_and_p95(store: SqlStore) -> None:
+    store.enqueue(new(4), max_depth=None, dedupe=True)
+    got = claim(store, limit=3).jobs
+    store.ack(got[0].id, got[0].lease_token, None)
+    store.retry(got[1].id, got[1].lease_token, ERR, 60)
+    s = store.stats([Q, "q2"], 300)
+    assert (s[Q].ready, s[Q].scheduled, s[Q].in_flight, s[Q].done, s[Q].dead) == (1, 1, 1, 1, 0)
+    assert s[Q].failure_rate == pytest.approx(0.5)
+    assert s[Q].p95_s is not None and s[Q].p95_s >= 0
+    assert s[Q].oldest_ready_age_s is not None
+    assert s["q2"].failure_rate is None and s["q2"].p95_s is None
+
+
+def test_extend_leases_reports_lost_ones(store: SqlStore) -> None:
+    store.enqueue(new(2), max_depth=None, dedupe=True)
+    a, b = claim(store, lease_s=0.2).jobs
+    assert store.extend_leases([(a.id, a.lease_token), (b.id, "not-the-token")], 30) == {b.id}
+    time.sleep(0.3)
+    reaped = store.reap({Q: "o"})
+    assert [r.id for r in reaped] == [b.id]  # a was renewed, b expired
+
+
+def test_prune_removes_old_succeeded_jobs(store: SqlStore) -> None:
+    store.enqueue(new(3), max_depth=None, dedupe=True)
+    for c in claim(store).jobs:
+        store.ack(c.id, c.lease_token, f"key{c.id}")
+    assert store.prune(done_before_s=3600, keys_before_s=3600) == 0
+    time.sleep(0.05)
+    assert store.prune(done_before_s=0, keys_before_s=0) == 3
+    assert store.stats([Q], 300)[Q].done == 0
+
+
+def test_concurrent_claimers_never_share_a_job_or_exceed_the_limit(store: SqlStore) -> None:
+    total = 200
+    store.enqueue(new(total), max_depth=None, dedupe=True)
+    seen: list[int] = []
+    peak = [0]
+    lock = threading.Lock()
+    running = [0]
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            while True:
+                got = store.claim(Q, limit=2, concurrency=4, lease_s=30, worker="w").jobs
+                if not got:
+                    if store.pending([Q]) == 0:
+                        return
+                    time.sleep(0.005)
+                    continue
+                with lock:
+                    running[0] += len(got)
+                    peak[0] = max(peak[0], running[0])
+                    seen.extend(c.id for c in got)
+                for c in got:
+                    with lock:
+                        running[0] -= 1
+                    assert store.ack(c.id, c.lease_token, None)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert len(seen) == total and len(set(seen)) == total
+    assert store.stats([Q], 300)[Q].done == total
