@@ -167,7 +167,7 @@ class Pipeline:
             try:
                 rows.append(self.prepare(job_type, payload))
             except errors.InvalidPayload as exc:
-                problems.extend((f"[{index}]{path[1:]}", msg) for path, msg in exc.problems)
+                problems.extend((f"$[{index}]{path[1:]}", msg) for path, msg in exc.problems)
         if problems:
             raise errors.InvalidPayload(job_type, problems)
         return self.enqueue_prepared(job_type, rows)

@@ -336,19 +336,19 @@ def up(file: str, until_idle: bool, processes: int, grace: str | None, progress:
         overrides: dict[str, Any] = {}
         if grace_s is not None:
             overrides["shutdown_grace_s"] = grace_s
-        if processes > 1:
-            code = _run_children(file, processes, until_idle, grace_s)
-            worker = None
-        else:
-            poller = _ProgressPoller(pipeline) if (until_idle and progress) else None
-            if poller is not None:
-                poller.__enter__()
-            try:
+        poller = _ProgressPoller(pipeline) if (until_idle and progress) else None
+        worker = None
+        if poller is not None:
+            poller.__enter__()
+        try:
+            if processes > 1:
+                code = _run_children(file, processes, until_idle, grace_s)
+            else:
                 worker = pipeline.run_worker(until_idle=until_idle, **overrides)
-            finally:
-                if poller is not None:
-                    poller.__exit__(None, None, None)
-            code = 0
+                code = 0
+        finally:
+            if poller is not None:
+                poller.__exit__(None, None, None)
         if worker is not None:
             s = worker.stats
             click.echo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -70,10 +71,7 @@ class Retry(_Model):
     @field_validator("max_attempts", mode="before")
     @classmethod
     def _finite_attempts(cls, value: Any) -> Any:
-        if value is None or (isinstance(value, float) and value != value) or value in (
-            float("inf"),
-            float("-inf"),
-        ):
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
             raise ValueError("max_attempts must be a finite whole number of at least 1")
         return value
 

@@ -239,7 +239,7 @@ class SqlStore:
             .values(enqueued_at=now, run_at=now)
             .on_conflict_do_nothing(
                 index_elements=[J.c.idempotency_key],
-                index_where=J.c.state.in_(tables.PENDING),
+                index_where=tables.PENDING_PREDICATE,
             )
             .returning(J.c.id, J.c.idempotency_key)
         )

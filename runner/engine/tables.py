@@ -9,6 +9,8 @@ metadata = sa.MetaData()
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 PENDING = ("queued", "running")
+# Literal (not bound) so PostgreSQL can match ON CONFLICT to the partial unique index.
+PENDING_PREDICATE = sa.text("state IN ('queued', 'running')")
 
 jobs = sa.Table(
     "runner_jobs",
@@ -55,8 +57,8 @@ sa.Index(
     "uq_runner_jobs_pending_key",
     jobs.c.idempotency_key,
     unique=True,
-    postgresql_where=jobs.c.state.in_(PENDING),
-    sqlite_where=jobs.c.state.in_(PENDING),
+    postgresql_where=PENDING_PREDICATE,
+    sqlite_where=PENDING_PREDICATE,
 )
 sa.Index("ix_runner_jobs_finished", jobs.c.queue, jobs.c.state, jobs.c.finished_at)
 

@@ -1,0 +1,450 @@
+"""Payload rules, checked at enqueue: JSON only, size, depth, secrets, JSON Schema, and the
+idempotency key rendered from a template.
+
+Every problem is reported as ``(json_path, message)``. Messages are built from the schema and
+the rules only: a payload value never reaches a message, a log line or the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import string
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+import referencing.exceptions
+from jsonschema import validators
+
+from runner import errors
+
+MAX_DEPTH = 32
+"""Nesting allowed in a payload; the top-level object is depth 1."""
+MAX_KEY_LENGTH = 512
+"""Longest idempotency key, in characters (it is indexed by the database)."""
+MAX_PROBLEMS = 50
+"""Problems listed for one payload; the rest are counted."""
+
+_SECRET_PARTS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "authorization",
+    "cookie",
+    "sessionid",
+    "cardnumber",
+    "creditcard",
+    "ccnumber",
+)
+"""Refused anywhere in a normalised key."""
+_SECRET_WORDS = frozenset({"ssn", "cvv", "cvc", "iban"})
+"""Refused as a whole word of a key (``user_ssn``, ``ibanCode``; not ``businessName``)."""
+_SECRET_KEYS = frozenset({"auth", "pan"})
+"""Refused as the whole normalised key only."""
+_SECRET_MESSAGE = (
+    "secret-looking key refused: put a reference (an id, a vault path) in the payload, "
+    "never the secret"
+)
+_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_JSON_TYPES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    type(None): "null",
+}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A payload accepted for enqueue."""
+
+    json_text: str
+    """Canonical JSON: compact separators, UTF-8 text, no NaN."""
+    idempotency_key: str | None
+
+
+class _Refused(ValueError):
+    """Raised inside the JSON parser hooks, with a message safe to show."""
+
+
+def parse_json(text: str | bytes, *, job_type: str, line: int | None = None) -> object:
+    """Parse one JSON payload; raises ``InvalidPayload`` (never echoing the content)."""
+    try:
+        decoded = text.decode("utf-8") if isinstance(text, bytes) else text
+    except UnicodeDecodeError as exc:
+        message = f"payload is not valid UTF-8 (bad byte at offset {exc.start})"
+        raise errors.InvalidPayload(job_type, [("$", message)], line=line) from None
+    try:
+        return json.loads(
+            decoded,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
+    except json.JSONDecodeError as exc:
+        message = f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except _Refused as exc:
+        message = str(exc)
+    except RecursionError:
+        message = "invalid JSON: nested too deeply"
+    except ValueError:
+        # int() refuses numbers over sys.get_int_max_str_digits(); its message is safe,
+        # but keep the wording ours.
+        message = "invalid JSON: a number is too long"
+    raise errors.InvalidPayload(job_type, [("$", message)], line=line) from None
+
+
+def _refuse_constant(name: str) -> object:
+    raise _Refused("invalid JSON: NaN and Infinity are not JSON numbers")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused("invalid JSON: a number is out of range")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _Refused("invalid JSON: an object has the same key twice")
+    return result
+
+
+def validate_template(template: str) -> list[str]:
+    """The field names of an idempotency key template such as ``email:{templateId}:{userId}``.
+
+    Placeholders are plain identifiers (no attribute, index, conversion or format spec);
+    at least one is required. Raises ``ValueError`` with a message for the user.
+    """
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        reason = f"{exc} (write a literal brace as {{{{ or }}}})"
+        raise ValueError(f"invalid template: {reason}") from None
+    fields: list[str] = []
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not _IDENTIFIER.match(name):
+            raise ValueError(
+                f"invalid placeholder {{{name}}}: use a top-level payload field name, "
+                "e.g. {userId}"
+            )
+        if spec or conversion:
+            raise ValueError(f"placeholder {{{name}}} must not have a conversion or format spec")
+        if name not in fields:
+            fields.append(name)
+    if not fields:
+        raise ValueError(
+            "the template has no {field} placeholder: every job would get the same key "
+            "and all but the first would be duplicates"
+        )
+    return fields
+
+
+def check_schema(schema: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` with a readable reason unless ``schema`` is a valid JSON Schema."""
+    cls = _validator_class(schema)
+    try:
+        cls.check_schema(dict(schema))
+    except jsonschema.SchemaError as exc:
+        where = exc.json_path if exc.path else "the top level"
+        raise ValueError(f"{exc.message} (at {where} of the schema)") from None
+
+
+def _validator_class(schema: Mapping[str, Any]) -> type[jsonschema.protocols.Validator]:
+    """The draft ``$schema`` declares, default 2020-12; an unknown ``$schema`` is an error."""
+    declared = schema.get("$schema")
+    if declared is None:
+        return validators.Draft202012Validator
+    if not isinstance(declared, str):
+        raise ValueError(
+            "$schema must be a string such as https://json-schema.org/draft/2020-12/schema"
+        )
+    first = validators.validator_for(schema, default=validators.Draft202012Validator)
+    second = validators.validator_for(schema, default=validators.Draft4Validator)
+    if first is not second:
+        raise ValueError(
+            f"unknown $schema {declared!r}: use a JSON Schema draft URI such as "
+            "https://json-schema.org/draft/2020-12/schema"
+        )
+    return first
+
+
+class PayloadRules:
+    """The checks for one job type, with its JSON Schema validator compiled once."""
+
+    def __init__(
+        self,
+        job_type: str,
+        schema: Mapping[str, Any],
+        *,
+        max_bytes: int,
+        idempotency_key: str | None,
+    ) -> None:
+        """Raises ``ValueError`` for an invalid schema or template (the loader checks both)."""
+        check_schema(schema)
+        cls = _validator_class(schema)
+        self.job_type = job_type
+        self.max_bytes = max_bytes
+        self.template = idempotency_key
+        self.key_fields = validate_template(idempotency_key) if idempotency_key else []
+        self._validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+    def prepare(self, payload: object, *, line: int | None = None) -> Prepared:
+        """Check ``payload`` and return its canonical JSON and idempotency key.
+
+        Raises ``InvalidPayload`` listing every problem found.
+        """
+        if not isinstance(payload, dict):
+            message = f"payload must be a JSON object, not {_json_type(payload)}"
+            raise errors.InvalidPayload(self.job_type, [("$", message)], line=line)
+        structure, secrets = _inspect(payload)
+        problems = structure
+        json_text = ""
+        if not structure:
+            json_text, size_problems = self._encode(payload)
+            problems = size_problems
+        problems = [*problems, *((path, _SECRET_MESSAGE) for path in secrets)]
+        if not structure and not any(path == "$" for path, _ in problems):
+            problems.extend(self._schema_problems(payload))
+        key = self._render_key(payload, problems) if self.template else None
+        if problems:
+            raise errors.InvalidPayload(self.job_type, _capped(_unique(problems)), line=line)
+        return Prepared(json_text, key)
+
+    def _encode(self, payload: dict[Any, Any]) -> tuple[str, list[tuple[str, str]]]:
+        try:
+            text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (ValueError, TypeError, RecursionError):
+            return "", [("$", "payload cannot be encoded as JSON")]
+        size = len(text.encode("utf-8"))
+        if size > self.max_bytes:
+            return text, [("$", f"payload is {size} bytes, over the limit of {self.max_bytes}")]
+        return text, []
+
+    def _schema_problems(self, payload: dict[str, Any]) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        try:
+            for error in self._validator.iter_errors(payload):
+                problems.extend(_describe(error))
+        except referencing.exceptions.Unresolvable:
+            problems.append(("$", "the job's schema has a $ref that cannot be resolved"))
+        return problems
+
+    def _render_key(self, payload: dict[str, Any], problems: list[tuple[str, str]]) -> str | None:
+        assert self.template is not None
+        values: dict[str, str] = {}
+        reported = {path for path, _ in problems}
+        for name in self.key_fields:
+            path = _join("$", name)
+            value = payload.get(name)
+            if value is not None and not isinstance(value, dict | list):
+                values[name] = value if isinstance(value, str) else json.dumps(value)
+            elif path in reported:
+                continue  # the schema already said what is wrong with this field
+            elif value is None:
+                problems.append((path, f"idempotency_key field {name!r} is missing"))
+            else:
+                message = f"idempotency_key field {name!r} must be a string, number or boolean"
+                problems.append((path, message))
+        if len(values) < len(self.key_fields):
+            return None
+        key = self.template.format(**values)
+        if len(key) > MAX_KEY_LENGTH:
+            message = f"the idempotency key has {len(key)} characters, over {MAX_KEY_LENGTH}"
+            problems.append(("$", message))
+        return key
+
+
+def find_secret_paths(payload: object) -> list[str]:
+    """JSON paths of secret-looking keys anywhere in ``payload`` (dicts inside lists too)."""
+    return _inspect(payload)[1]
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a payload key looks like it holds a secret (see the module's lists)."""
+    normalised = re.sub(r"[^a-z0-9]", "", key.lower())
+    if normalised in _SECRET_KEYS or any(part in normalised for part in _SECRET_PARTS):
+        return True
+    return any(word.lower() in _SECRET_WORDS for word in _WORDS.findall(key))
+
+
+def _inspect(payload: object) -> tuple[list[tuple[str, str]], list[str]]:
+    """One pass over the payload: structural problems (types, NaN, encoding, depth) and the
+    paths of secret-looking keys. Iterative, so hostile nesting cannot exhaust the stack."""
+    structure: list[tuple[str, str]] = []
+    secrets: list[str] = []
+    too_deep = False
+    # (value, its path, its depth, the key it sits under), in document order.
+    stack: list[tuple[object, str, int, object]] = [(payload, "$", 1, None)]
+    while stack:
+        value, path, depth, key = stack.pop()
+        if isinstance(key, str):
+            if not _encodable(key):
+                structure.append((path, "key is not encodable as UTF-8"))
+            if is_secret_key(key):
+                secrets.append(path)
+        if isinstance(value, dict | list) and depth > MAX_DEPTH:
+            if not too_deep:
+                structure.append((path, f"nested deeper than {MAX_DEPTH} levels"))
+                too_deep = True
+            continue
+        children: list[tuple[object, str, int, object]] = []
+        if isinstance(value, dict):
+            for child_key, child in value.items():
+                if isinstance(child_key, str):
+                    children.append((child, _join(path, child_key), depth + 1, child_key))
+                else:
+                    kind = _json_type(child_key)
+                    structure.append((path, f"object keys must be strings, not {kind}"))
+        elif isinstance(value, list):
+            children = [(item, f"{path}[{i}]", depth + 1, None) for i, item in enumerate(value)]
+        else:
+            problem = _scalar_problem(value)
+            if problem is not None:
+                structure.append((path, problem))
+        stack.extend(reversed(children))
+    return structure, secrets
+
+
+def _scalar_problem(value: object) -> str | None:
+    if value is None or isinstance(value, bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "NaN and Infinity are not allowed in JSON"
+    if isinstance(value, str):
+        return None if _encodable(value) else "text is not encodable as UTF-8"
+    return f"not a JSON value (a Python {type(value).__name__})"
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_type(value: object) -> str:
+    for cls, name in _JSON_TYPES.items():
+        if type(value) is cls:
+            return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+    return f"a Python {type(value).__name__}"
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if _IDENTIFIER.match(key):
+        return f"{path}.{key}"
+    shown = key if len(key) <= 64 else key[:64] + "..."
+    return f"{path}[{json.dumps(shown)}]"
+
+
+def _path_of(error: jsonschema.ValidationError) -> str:
+    path = "$"
+    for part in error.absolute_path:
+        path = _join(path, part)
+    return path
+
+
+def _unique(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(problems))
+
+
+def _capped(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    hidden = len(problems) - MAX_PROBLEMS
+    return [*problems[:MAX_PROBLEMS], ("$", f"{hidden} more problems not shown")]
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """A schema-side value for a message (never a payload value)."""
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(error: jsonschema.ValidationError) -> Iterator[tuple[str, str]]:
+    """``(path, message)`` for one schema error, from the schema side only."""
+    path = _path_of(error)
+    keyword = error.validator
+    expected: Any = error.validator_value
+    instance = error.instance
+    if keyword == "required" and isinstance(instance, dict):
+        for name in expected:
+            if name not in instance:
+                yield _join(path, name), f"required property {name!r} is missing"
+        return
+    if keyword == "dependentRequired" and isinstance(instance, dict):
+        for trigger, needed in expected.items():
+            for name in needed if trigger in instance else ():
+                if name not in instance:
+                    yield (
+                        _join(path, name),
+                        (f"required property {name!r} is missing (required with {trigger!r})"),
+                    )
+        return
+    if keyword == "additionalProperties" and isinstance(instance, dict):
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        declared, patterns = schema.get("properties", {}), schema.get("patternProperties", {})
+        for name in instance:
+            if name not in declared and not any(re.search(p, name) for p in patterns):
+                yield _join(path, name), f"unknown property {name!r}"
+        return
+    yield path, _keyword_message(str(keyword), expected)
+
+
+def _keyword_message(keyword: str, expected: Any) -> str:
+    simple: dict[str, Callable[[Any], str]] = {
+        "type": lambda v: "must be of type " + (" or ".join(v) if isinstance(v, list) else str(v)),
+        "enum": lambda v: "is not one of the allowed values: " + _short(v, 200).strip("[]"),
+        "const": lambda v: f"must be {_short(v)}",
+        "maxLength": lambda v: f"must be at most {v} characters",
+        "minLength": lambda v: f"must be at least {v} characters",
+        "maximum": lambda v: f"must be at most {v}",
+        "minimum": lambda v: f"must be at least {v}",
+        "exclusiveMaximum": lambda v: f"must be less than {v}",
+        "exclusiveMinimum": lambda v: f"must be greater than {v}",
+        "multipleOf": lambda v: f"must be a multiple of {v}",
+        "pattern": lambda v: f"must match the pattern {_short(v)}",
+        "format": lambda v: f"must be a valid {v}",
+        "maxItems": lambda v: f"must have at most {v} items",
+        "minItems": lambda v: f"must have at least {v} items",
+        "uniqueItems": lambda v: "must not contain duplicate items",
+        "maxProperties": lambda v: f"must have at most {v} properties",
+        "minProperties": lambda v: f"must have at least {v} properties",
+        "contains": lambda v: "must contain an item matching the schema's 'contains'",
+        "minContains": lambda v: f"must contain at least {v} matching items",
+        "maxContains": lambda v: f"must contain at most {v} matching items",
+        "anyOf": lambda v: "must match at least one of the allowed alternatives (anyOf)",
+        "oneOf": lambda v: "must match exactly one of the allowed alternatives (oneOf)",
+        "not": lambda v: "must not match the schema given in 'not'",
+        "items": lambda v: "has more items than the schema allows",
+        "additionalItems": lambda v: "has more items than the schema allows",
+        "unevaluatedItems": lambda v: "has items the schema does not allow",
+        "unevaluatedProperties": lambda v: "has properties the schema does not allow",
+        "dependencies": lambda v: "does not meet the schema's 'dependencies'",
+        "propertyNames": lambda v: "has a property name the schema does not allow",
+    }
+    describe = simple.get(keyword)
+    if describe is not None:
+        return describe(expected)
+    if keyword in ("None", "False", "false"):
+        return "is not allowed by the schema"
+    return f"does not satisfy the schema keyword {keyword!r}"

@@ -1,0 +1,110 @@
+"""Faults with real processes and real signals, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runner.engine.store import SqlStore
+from tests.helpers import Provider, cli_env, email, max_overlap, run_cli, start_cli, write_pipeline
+
+pytestmark = pytest.mark.slow
+
+
+def status(pipeline: str, env: dict[str, str]) -> dict[str, float]:
+    """Queue counts read straight from the database (fast enough to poll)."""
+    store = SqlStore(env["RUNNER_DATABASE_URL"])
+    try:
+        return dataclasses.asdict(store.stats(["mail"], 300)["mail"])
+    finally:
+        store.dispose()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def enqueue_jsonl(pipeline: str, env: dict[str, str], payloads: list[dict[str, object]]) -> None:
+    text = "\n".join(json.dumps(p) for p in payloads)
+    result = run_cli("enqueue", pipeline, "email.send", "--jsonl", "-", env=env, input=text)
+    assert result.returncode == 0, result.stderr
+
+
+def test_worker_killed_mid_job_jobs_are_redelivered_and_done_once(
+    project: Path, db_url: str
+) -> None:
+    env = cli_env(db_url)
+    pipeline = str(write_pipeline(project, visibility_timeout="3s", timeout="2500ms",
+                                  concurrency=4))
+    enqueue_jsonl(pipeline, env, [email(i, simulate_work_s=1.5) for i in range(1, 9)])
+    worker = start_cli("up", pipeline, env=env)
+    try:
+        wait_for(lambda: status(pipeline, env)["in_flight"] == 4)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert status(pipeline, env)["in_flight"] == 4  # leases still held by the dead worker
+    rescuer = run_cli("up", pipeline, "--until-idle", env=env)
+    assert rescuer.returncode == 0, rescuer.stderr
+    final = status(pipeline, env)
+    assert (final["done"], final["in_flight"], final["ready"], final["dead"]) == (8, 0, 0, 0)
+    effects = Provider(project).effects_by_key()
+    assert effects == {f"email:welcome:{i}": 1 for i in range(1, 9)}
+    assert "action=reap" in rescuer.stderr
+
+
+def test_sigterm_lets_in_flight_jobs_finish_and_exits_0(project: Path, db_url: str) -> None:
+    env = cli_env(db_url)
+    pipeline = str(write_pipeline(project, concurrency=2))
+    enqueue_jsonl(pipeline, env, [email(i, simulate_work_s=1.0) for i in range(1, 7)])
+    worker = start_cli("up", pipeline, "--grace", "10s", env=env)
+    wait_for(lambda: status(pipeline, env)["in_flight"] == 2)
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    final = status(pipeline, env)
+    assert final["done"] == 2  # the two in flight finished; no new claims after SIGTERM
+    assert final["in_flight"] == 0 and final["ready"] == 4
+    assert len(Provider(project).calls()) == 2
+
+
+def test_grace_period_over_releases_leases_at_once(project: Path, db_url: str) -> None:
+    env = cli_env(db_url)
+    pipeline = str(write_pipeline(project, concurrency=2, visibility_timeout="30s",
+                                  timeout="20s"))
+    enqueue_jsonl(pipeline, env, [email(i, simulate_work_s=6.0) for i in range(1, 3)])
+    worker = start_cli("up", pipeline, "--grace", "300ms", env=env)
+    wait_for(lambda: status(pipeline, env)["in_flight"] == 2)
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    assert stderr.count("action=release ") == 2
+    after = status(pipeline, env)
+    assert after["in_flight"] == 0 and after["ready"] == 2  # not left for lease expiry
+
+
+def test_concurrency_limit_holds_across_two_worker_processes(project: Path, db_url: str) -> None:
+    env = cli_env(db_url)
+    pipeline = str(write_pipeline(project, concurrency=3))
+    enqueue_jsonl(pipeline, env, [email(i, simulate_work_s=0.15) for i in range(1, 31)])
+    up = run_cli("up", pipeline, "--until-idle", "--processes", "2", env=env, timeout=180)
+    assert up.returncode == 0, up.stderr
+    calls = Provider(project).calls()
+    assert len(calls) == 30
+    assert max_overlap(calls) <= 3
+    assert max_overlap(calls) >= 2  # both processes really worked in parallel
+    assert status(pipeline, env)["done"] == 30

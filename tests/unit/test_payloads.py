@@ -1,0 +1,363 @@
+"""Payload rules: JSON parsing, schema problems per field, limits, secrets, idempotency keys.
+
+No payload value may ever appear in an error: every test that fails a payload checks it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runner import errors
+from runner.config import payloads
+
+CANARY = "CANARY-7f3a9"
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["userId", "templateId"],
+    "properties": {
+        "userId": {"type": "integer", "minimum": 1},
+        "templateId": {"type": "string", "maxLength": 64, "pattern": "^[a-z_]+$"},
+        "email": {"type": "string", "format": "email"},
+        "kind": {"enum": ["welcome", "reset"]},
+        "items": {
+            "type": "array",
+            "maxItems": 5,
+            "items": {
+                "type": "object",
+                "required": ["sku"],
+                "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}},
+            },
+        },
+        "meta": {"type": "object"},
+    },
+    "additionalProperties": False,
+}
+
+
+def rules(max_bytes: int = 4096, key: str | None = "email:{templateId}:{userId}") -> Any:
+    return payloads.PayloadRules("email.send", SCHEMA, max_bytes=max_bytes, idempotency_key=key)
+
+
+def refused(payload: object, **kwargs: Any) -> list[tuple[str, str]]:
+    with pytest.raises(errors.InvalidPayload) as caught:
+        rules(**kwargs).prepare(payload, line=7)
+    assert caught.value.line == 7
+    assert caught.value.job_type == "email.send"
+    assert CANARY not in str(caught.value)
+    return caught.value.problems
+
+
+# -- parse_json ---------------------------------------------------------------------------------
+
+
+def test_parse_json_valid() -> None:
+    assert payloads.parse_json('{"a": [1, 2.5, null]}', job_type="t") == {"a": [1, 2.5, None]}
+    assert payloads.parse_json('{"a": "\u00e9"}'.encode(), job_type="t") == {"a": "\u00e9"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b'{"a": "caf\xe9 ' + CANARY.encode() + b'"}', "payload is not valid UTF-8"),
+        ('{"a": "' + CANARY + '",}', "invalid JSON: Expecting property name"),
+        ('{"a": NaN, "b": "' + CANARY + '"}', "NaN and Infinity are not JSON numbers"),
+        ('{"a": -Infinity}', "NaN and Infinity are not JSON numbers"),
+        ('{"a": 1e999}', "a number is out of range"),
+        ('{"a": 1, "a": "' + CANARY + '"}', "an object has the same key twice"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"a": ' + "9" * 5000 + "}", "a number is too long"),
+        (CANARY, "invalid JSON: Expecting value at line 1 column 1"),
+    ],
+)
+def test_parse_json_refuses_without_echo(text: str | bytes, message: str) -> None:
+    with pytest.raises(errors.InvalidPayload) as caught:
+        payloads.parse_json(text, job_type="email.send", line=3)
+    assert caught.value.line == 3
+    [(path, got)] = caught.value.problems
+    assert path == "$"
+    assert got.startswith(message) or message in got
+    assert CANARY not in str(caught.value)
+    assert str(caught.value).startswith("line 3: invalid payload for email.send: $: ")
+
+
+# -- prepare ------------------------------------------------------------------------------------
+
+
+def test_valid_payload() -> None:
+    prepared = rules().prepare({"userId": 42, "templateId": "welcome", "kind": "welcome"})
+    assert prepared.json_text == '{"userId":42,"templateId":"welcome","kind":"welcome"}'
+    assert prepared.idempotency_key == "email:welcome:42"
+    assert rules(key=None).prepare({"userId": 1, "templateId": "x"}).idempotency_key is None
+    unicode = rules().prepare({"userId": 1, "templateId": "x", "meta": {"n": "\u00e9\u4e2d"}})
+    assert unicode.json_text.endswith('"meta":{"n":"\u00e9\u4e2d"}}')
+
+
+def test_problems_listed_per_field() -> None:
+    payload = {
+        "userId": CANARY,
+        "email": "not-an-email-" + CANARY,
+        "kind": CANARY,
+        "items": [{"sku": "a"}, {"sku": "b", "qty": "1"}, {"qty": 1}],
+        "templateId": "x" * 65,
+        "extra": CANARY,
+    }
+    assert sorted(refused(payload)) == sorted(
+        [
+            ("$.userId", "must be of type integer"),
+            ("$.templateId", "must be at most 64 characters"),
+            ("$.email", "must be a valid email"),
+            ("$.kind", 'is not one of the allowed values: "welcome", "reset"'),
+            ("$.items[1].qty", "must be of type integer"),
+            ("$.items[2].sku", "required property 'sku' is missing"),
+            ("$.extra", "unknown property 'extra'"),
+        ]
+    )
+
+
+def test_missing_fields_and_idempotency_key_fields() -> None:
+    assert refused({"kind": "reset"}) == [
+        ("$.userId", "required property 'userId' is missing"),
+        ("$.templateId", "required property 'templateId' is missing"),
+    ]
+    no_schema = payloads.PayloadRules("t", {}, max_bytes=1000, idempotency_key="{a}:{b}:{c}")
+    with pytest.raises(errors.InvalidPayload) as caught:
+        no_schema.prepare({"a": None, "b": {"x": CANARY}})
+    assert caught.value.problems == [
+        ("$.a", "idempotency_key field 'a' is missing"),
+        ("$.b", "idempotency_key field 'b' must be a string, number or boolean"),
+        ("$.c", "idempotency_key field 'c' is missing"),
+    ]
+    assert no_schema.prepare({"a": 1, "b": True, "c": "z"}).idempotency_key == "1:true:z"
+
+
+def test_schema_messages_come_from_the_schema_side() -> None:
+    problems = refused({"userId": 0, "templateId": "Bad-" + CANARY})
+    assert problems == [
+        ("$.userId", "must be at least 1"),
+        ("$.templateId", 'must match the pattern "^[a-z_]+$"'),
+    ]
+
+
+def test_payload_must_be_an_object() -> None:
+    for payload, kind in [([CANARY], "an array"), (CANARY, "a string"), (None, "a null")]:
+        assert refused(payload) == [("$", f"payload must be a JSON object, not {kind}")]
+
+
+def test_deep_nesting() -> None:
+    ok: dict[str, Any] = {}
+    deep: dict[str, Any] = ok
+    for _ in range(payloads.MAX_DEPTH - 2):
+        deep["m"] = {}
+        deep = deep["m"]
+    rules_ = payloads.PayloadRules("t", {}, max_bytes=10_000, idempotency_key=None)
+    rules_.prepare({"meta": ok})  # depth 32 exactly
+    deep["m"] = {"x": CANARY}
+    with pytest.raises(errors.InvalidPayload) as caught:
+        rules_.prepare({"meta": ok})
+    [(path, message)] = caught.value.problems
+    assert path.startswith("$.meta.m.m") and message == "nested deeper than 32 levels"
+    hostile: list[Any] = []
+    for _ in range(100_000):
+        hostile = [hostile]
+    with pytest.raises(errors.InvalidPayload, match="nested deeper than 32 levels"):
+        rules_.prepare({"a": hostile})
+
+
+def test_size_limit() -> None:
+    payload = {"userId": 1, "templateId": "x", "meta": {"blob": CANARY * 10_000}}
+    size = len(json.dumps(payload, separators=(",", ":")).encode())
+    assert refused(payload, max_bytes=1024) == [
+        ("$", f"payload is {size} bytes, over the limit of 1024")
+    ]
+    multibyte = {"userId": 1, "templateId": "x", "meta": {"t": "\u00e9" * 600}}
+    assert refused(multibyte, max_bytes=1024)[0][1].startswith("payload is 12")
+
+
+def test_non_json_values() -> None:
+    payload = {
+        "userId": float("nan"),
+        "templateId": "lone \ud800 surrogate",
+        "meta": {1: "int key", "s": {1, 2}, "inf": float("-inf")},
+    }
+    assert refused(payload) == [
+        ("$.userId", "NaN and Infinity are not allowed in JSON"),
+        ("$.templateId", "text is not encodable as UTF-8"),
+        ("$.meta", "object keys must be strings, not an integer"),
+        ("$.meta.s", "not a JSON value (a Python set)"),
+        ("$.meta.inf", "NaN and Infinity are not allowed in JSON"),
+    ]
+
+
+SECRET_MESSAGE = (
+    "secret-looking key refused: put a reference (an id, a vault path) in the payload, "
+    "never the secret"
+)
+
+
+def test_secret_keys_anywhere() -> None:
+    payload = {
+        "userId": 1,
+        "templateId": "x",
+        "meta": {
+            "billing": {"card_number": CANARY, "holder": "A"},
+            "headers": [{"Authorization": CANARY}, {"X-Api-Key": CANARY}],
+            "Session-ID": CANARY,
+            "user_ssn": CANARY,
+            "ibanCode": CANARY,
+            "auth": CANARY,
+            "PAN": CANARY,
+        },
+    }
+    expected = [
+        "$.meta.billing.card_number",
+        "$.meta.headers[0].Authorization",
+        '$.meta.headers[1]["X-Api-Key"]',
+        '$.meta["Session-ID"]',
+        "$.meta.user_ssn",
+        "$.meta.ibanCode",
+        "$.meta.auth",
+        "$.meta.PAN",
+    ]
+    assert payloads.find_secret_paths(payload) == expected
+    assert refused(payload) == [(path, SECRET_MESSAGE) for path in expected]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "password",
+        "db_passwd",
+        "passPhrase",
+        "clientSecret",
+        "refresh-token",
+        "apiKey",
+        "AWS_ACCESS_KEY",
+        "private_key",
+        "set-cookie",
+        "creditCard",
+        "cc_number",
+        "CVV",
+        "cvc2",
+    ],
+)
+def test_secret_key_names(key: str) -> None:
+    assert payloads.is_secret_key(key)
+
+
+@pytest.mark.parametrize(
+    "key", ["userId", "businessName", "className", "address_number", "author", "pane", "panel"]
+)
+def test_ordinary_key_names(key: str) -> None:
+    assert not payloads.is_secret_key(key)
+
+
+def test_unresolvable_ref_is_a_payload_problem() -> None:
+    schema = {"type": "object", "properties": {"a": {"$ref": "https://example.com/x.json"}}}
+    rules_ = payloads.PayloadRules("t", schema, max_bytes=1000, idempotency_key=None)
+    with pytest.raises(errors.InvalidPayload, match=r"\$ref that cannot be resolved"):
+        rules_.prepare({"a": CANARY})
+
+
+def test_declared_draft_is_used() -> None:
+    draft7 = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": {"n": {"exclusiveMinimum": 5}},
+    }
+    rules_ = payloads.PayloadRules("t", draft7, max_bytes=1000, idempotency_key=None)
+    with pytest.raises(errors.InvalidPayload) as caught:
+        rules_.prepare({"n": 5})
+    assert caught.value.problems == [("$.n", "must be greater than 5")]
+    with pytest.raises(ValueError, match=r"unknown \$schema"):
+        payloads.PayloadRules("t", {"$schema": "x:y"}, max_bytes=1000, idempotency_key=None)
+
+
+# -- templates ----------------------------------------------------------------------------------
+
+
+def test_validate_template() -> None:
+    assert payloads.validate_template("email:{templateId}:{userId}:{userId}") == [
+        "templateId",
+        "userId",
+    ]
+    assert payloads.validate_template("{{literal}}-{a}") == ["a"]
+    for bad, message in [
+        ("static", "no {field} placeholder"),
+        ("{{only literal}}", "no {field} placeholder"),
+        ("{}", "invalid placeholder {}"),
+        ("{0}", "invalid placeholder {0}"),
+        ("{user.id}", "invalid placeholder {user.id}"),
+        ("{items[0]}", "invalid placeholder {items[0]}"),
+        ("{a!r}", "must not have a conversion or format spec"),
+        ("{a:>10}", "must not have a conversion or format spec"),
+        ("{a", "invalid template"),
+        ("a}", "invalid template"),
+    ]:
+        with pytest.raises(ValueError, match=message.replace("{", r"\{").replace("[", r"\[")):
+            payloads.validate_template(bad)
+
+
+def test_long_idempotency_key() -> None:
+    rules_ = payloads.PayloadRules("t", {}, max_bytes=10_000, idempotency_key="k:{a}")
+    with pytest.raises(errors.InvalidPayload) as caught:
+        rules_.prepare({"a": "v" * 600})
+    assert caught.value.problems == [("$", "the idempotency key has 602 characters, over 512")]
+    assert rules_.prepare({"a": "v" * 510}).idempotency_key == "k:" + "v" * 510
+
+
+# -- property: any payload is accepted or refused cleanly, never echoed -----------------------
+
+_KEYS = st.sampled_from(
+    ["userId", "templateId", "email", "kind", "items", "sku", "qty", "meta", "token", "x y"]
+) | st.text(max_size=8)
+_TEXT = (
+    st.text(max_size=12)
+    | st.just(CANARY)
+    | st.text(max_size=4).map(lambda s: s + CANARY)
+    | st.text(
+        st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=2
+    ).map(lambda s: CANARY + s)
+)
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | _TEXT | st.just(1e308 * 10)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(_KEYS, inner, max_size=5)
+        | st.dictionaries(st.integers(0, 3), inner, max_size=2)
+    ),
+    max_leaves=25,
+)
+_PAYLOADS = st.dictionaries(_KEYS, _VALUES, max_size=6) | _VALUES
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PAYLOADS)
+def test_any_payload_is_prepared_or_refused_without_echo(payload: object) -> None:
+    rules_ = rules(max_bytes=512)
+    try:
+        prepared = rules_.prepare(payload, line=1)
+    except errors.InvalidPayload as exc:
+        assert exc.problems
+        assert CANARY not in str(exc)
+        for path, message in exc.problems:
+            assert CANARY not in message
+            assert path.startswith("$")
+    else:
+        assert json.loads(prepared.json_text) == payload
+        assert len(prepared.json_text.encode()) <= 512
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64) | _TEXT.map(lambda s: '{"k": "' + s + '"'))
+def test_any_text_is_parsed_or_refused_without_echo(text: bytes | str) -> None:
+    try:
+        payloads.parse_json(text, job_type="t")
+    except errors.InvalidPayload as exc:
+        assert CANARY not in str(exc)
