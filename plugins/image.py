@@ -13,7 +13,11 @@ async def make_thumbnail(job: runner.Job) -> None:
     source = job.payload["source_url"]
     try:
         await asyncio.to_thread(
-            provider.call, "thumbnail", source, key=job.idempotency_key, job_id=job.id,
+            provider.call,
+            "thumbnail",
+            source,
+            key=job.idempotency_key,
+            job_id=job.id,
             attempt=job.attempt,
         )
     except provider.ProviderRejected as exc:

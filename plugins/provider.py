@@ -87,7 +87,11 @@ def call(
         )
         effect_id = 0
         if outcome == "ok":
-            row = conn.execute("SELECT id FROM effects WHERE key = ?", (key,)).fetchone() if key else None
+            row = (
+                conn.execute("SELECT id FROM effects WHERE key = ?", (key,)).fetchone()
+                if key
+                else None
+            )
             if row is not None:
                 effect_id = int(row[0])
             else:

@@ -176,13 +176,13 @@ class Pipeline:
         runtime = self._type(job_type)
         queue = self.model.queues[runtime.config.queue]
         try:
-            ids = self.store.enqueue(
-                rows, max_depth=queue.max_depth, dedupe=runtime.config.dedupe
-            )
+            ids = self.store.enqueue(rows, max_depth=queue.max_depth, dedupe=runtime.config.dedupe)
         except base.QueueFullError as exc:
             raise errors.QueueFull(exc.queue, exc.depth, exc.max_depth, exc.requested) from None
         except base.StoreUnavailable as exc:
-            raise errors.DatabaseUnavailable(f"enqueue failed, nothing was enqueued: {exc}") from exc
+            raise errors.DatabaseUnavailable(
+                f"enqueue failed, nothing was enqueued: {exc}"
+            ) from exc
         if ids:
             loop.Hooks(self.hook).call(
                 "runner_job_enqueued", job_ids=ids, job_type=job_type, queue=runtime.config.queue
@@ -284,8 +284,8 @@ def load(path: str | Path, *, settings: Settings | None = None) -> Pipeline:
     handlers, handler_problems = manager.collect_handlers(pm)
     diagnostics: list[errors.Diagnostic] = []
     for problem in [*plugin_problems, *handler_problems]:
-        loc: tuple[str | int, ...] = ("plugins", problem.index) if problem.index is not None else (
-            "plugins",
+        loc: tuple[str | int, ...] = (
+            ("plugins", problem.index) if problem.index is not None else ("plugins",)
         )
         diagnostics.append(loaded.diagnostic(loc, problem.message))
     if not plugin_problems:

@@ -35,8 +35,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 JSONL_BATCH = 1000
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+
+def _console(stderr: bool = False) -> Console:
+    """Rich consoles; when not on a terminal, wide enough that tables do not wrap."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, width=160)
+    return console
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def _fail(exc: errors.RunnerError) -> NoReturn:
@@ -128,8 +137,7 @@ def _read_payload(text: str, job_type: str) -> object:
 def _jsonl_lines(source: str) -> Iterator[tuple[int, bytes]]:
     if source == "-":
         stream = sys.stdin.buffer
-        for number, line in enumerate(stream, start=1):
-            yield number, line
+        yield from enumerate(stream, start=1)
         return
     path = Path(source)
     if not path.is_file():
@@ -138,7 +146,7 @@ def _jsonl_lines(source: str) -> Iterator[tuple[int, bytes]]:
         yield from enumerate(fh, start=1)
 
 
-def _enqueue_jsonl(pipeline: api.Pipeline, job_type: str, source: str) -> int:
+def _enqueue_jsonl(pipeline: api.Pipeline, job_type: str, source: str) -> list[int]:
     """Validate every line first; enqueue nothing unless all are valid; then one transaction."""
     rows: list[base.NewJob] = []
     problems: list[tuple[str, str]] = []
@@ -152,7 +160,7 @@ def _enqueue_jsonl(pipeline: api.Pipeline, job_type: str, source: str) -> int:
             problems.extend((f"line {number}: {path}", msg) for path, msg in exc.problems)
     if problems:
         raise errors.InvalidPayload(job_type, problems)
-    return len(pipeline.enqueue_prepared(job_type, rows)) if rows else 0
+    return pipeline.enqueue_prepared(job_type, rows) if rows else []
 
 
 @cli.command()
@@ -171,8 +179,18 @@ def enqueue(
     pipeline = _load(file)
     with pipeline:
         if jsonl is not None:
-            count = _enqueue_jsonl(pipeline, job_type, jsonl)
-            click.echo(json.dumps({"enqueued": count}) if as_json else str(count))
+            ids = _enqueue_jsonl(pipeline, job_type, jsonl)
+            deduplicated = len(ids) - len(set(ids))
+            if as_json:
+                click.echo(json.dumps({"enqueued": len(ids), "ids": ids}))
+            else:
+                click.echo(str(len(ids)))
+            if deduplicated:
+                click.echo(
+                    f"{deduplicated} line(s) repeated a pending idempotency key and were "
+                    "deduplicated",
+                    err=True,
+                )
             return
         assert payload_text is not None
         job_id = pipeline.enqueue(job_type, _read_payload(payload_text, job_type))
@@ -322,7 +340,9 @@ def _run_children(file: str, processes: int, until_idle: bool, grace: float | No
 
 @cli.command()
 @click.argument("file")
-@click.option("--until-idle", is_flag=True, help="exit 0 once no job is ready, scheduled or in flight")
+@click.option(
+    "--until-idle", is_flag=True, help="exit 0 once no job is ready, scheduled or in flight"
+)
 @click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--grace", "grace", default=None, help="shutdown grace period, e.g. 30s")
 @click.option("--progress/--no-progress", default=True, help="progress bar with --until-idle")
@@ -455,11 +475,16 @@ def dlq_list(
             return
         table = Table(title=f"dead jobs in {file}: {len(dead)}", title_justify="left")
         for column in ("id", "type", "queue", "attempts", "dead at", "owner", "last error"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=True, overflow="ellipsis")
         for j in dead:
             table.add_row(
-                str(j.id), j.type, j.queue, f"{j.attempts}/{j.max_attempts}", _ts(j.dead_at),
-                j.owner or "-", (j.last_error or "-")[:80],
+                str(j.id),
+                j.type,
+                j.queue,
+                f"{j.attempts}/{j.max_attempts}",
+                _ts(j.dead_at),
+                j.owner or "-",
+                (j.last_error or "-")[:80],
             )
         out.print(table)
 
@@ -509,7 +534,9 @@ def _selection(
 ) -> base.DlqFilter:
     filtered = bool(queues or types or error_type or older_than)
     if not ids and not select_all and not filtered:
-        raise click.UsageError("name job ids, a filter (--queue/--type/--error/--older-than) or --all")
+        raise click.UsageError(
+            "name job ids, a filter (--queue/--type/--error/--older-than) or --all"
+        )
     return pipeline.dlq_filter(
         ids=ids,
         queues=queues,
@@ -554,9 +581,7 @@ def dlq_replay(
             raise errors.NotFound(f"no dead job among {list(ids)}")
         if as_json:
             click.echo(
-                json.dumps(
-                    {"replayed": replayed.replayed, "skipped": replayed.skipped_pending_key}
-                )
+                json.dumps({"replayed": replayed.replayed, "skipped": replayed.skipped_pending_key})
             )
         else:
             click.echo(f"replayed {len(replayed.replayed)} job(s)")

@@ -82,7 +82,5 @@ def project(tmp_path: Path) -> Path:
     """A copy of the example project (pipelines, plugins, schemas) in a temporary folder."""
     root = tmp_path / "proj"
     for folder in ("pipelines", "plugins", "schemas"):
-        shutil.copytree(
-            REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__")
-        )
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return root

@@ -66,7 +66,10 @@ def cli_env(db_url: str, **extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, env: dict[str, str], cwd: Path | None = None, input: str | None = None,
+    *args: str,
+    env: dict[str, str],
+    cwd: Path | None = None,
+    input: str | None = None,
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -122,8 +125,7 @@ class Provider:
 
     def calls(self, target: str | None = None) -> list[Call]:
         rows = self._query(
-            "SELECT kind, target, key, job_id, attempt, at, started, outcome FROM calls "
-            "ORDER BY id"
+            "SELECT kind, target, key, job_id, attempt, at, started, outcome FROM calls ORDER BY id"
         )
         calls = [Call(*row) for row in rows]  # type: ignore[arg-type]
         return [c for c in calls if target is None or c.target == target]
@@ -136,7 +138,9 @@ class Provider:
         return {str(k): int(n) for k, n in rows}  # type: ignore[call-overload]
 
 
-def email(user: int, to: str | None = None, template: str = "welcome", **extra: object) -> dict[str, object]:
+def email(
+    user: int, to: str | None = None, template: str = "welcome", **extra: object
+) -> dict[str, object]:
     payload: dict[str, object] = {
         "userId": user,
         "templateId": template,

@@ -110,14 +110,17 @@ def _model_diagnostics(
     document: source.Document, exc: pydantic.ValidationError
 ) -> list[errors.Diagnostic]:
     """Every pydantic error, placed and reworded; a union's failed branches are merged."""
-    merged: dict[tuple[source.Loc, int, int], list[str]] = {}
-    for error in exc.errors(include_url=False):
+    entries: dict[object, tuple[locate.Located, list[str]]] = {}
+    for index, error in enumerate(exc.errors(include_url=False)):
         where = locate.locate_error(document, error["loc"], error["type"])
-        message = _reword(error, where)
-        merged.setdefault((where.path, where.line, where.col), []).append(message)
+        # Errors whose loc runs past the file are a union's branches: one entry per value.
+        key: object = (where.path, "union") if where.rest else index
+        entries.setdefault(key, (where, []))[1].append(_reword(error, where))
     return [
-        errors.Diagnostic(document.file, line, col, _prefixed(path, _join_messages(messages)))
-        for (path, line, col), messages in merged.items()
+        errors.Diagnostic(
+            document.file, where.line, where.col, _prefixed(where.path, _join_messages(messages))
+        )
+        for where, messages in entries.values()
     ]
 
 
@@ -148,7 +151,7 @@ def _reword(error: Any, where: locate.Located) -> str:
     if kind == "string_pattern_mismatch":
         return _pattern_message(ctx.get("pattern"), value)
     if kind in _TYPE_MESSAGES:
-        return f"{_TYPE_MESSAGES[kind]}, not {source.describe(value)}"
+        return f"{_TYPE_MESSAGES[kind]}, not {_shown(value)}"
     if kind == "string_too_short" and ctx.get("min_length") == 1:
         return "must not be empty"
     if kind == "too_short" and isinstance(value, dict):
@@ -168,6 +171,13 @@ def _pattern_message(pattern: object, value: object) -> str:
     if isinstance(value, str) and pattern is not None and "A-Za-z_" in str(pattern):
         return f"invalid module name {shown}: expected a dotted Python module path"
     return f"{shown} does not match the pattern {pattern}"
+
+
+def _shown(value: object) -> str:
+    """A scalar from the file as written (shortened); a mapping or list by its kind."""
+    if value is None or isinstance(value, str | int | float):
+        return _short(value)
+    return source.describe(value)
 
 
 def _short(value: object, limit: int = 70) -> str:

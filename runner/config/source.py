@@ -327,27 +327,27 @@ class _Converter:
                 message = f"mapping keys must be strings, not {describe(key)}{hint}"
                 self._problem(key_at or own, message)
                 continue
-            child = (*loc, str(key))
+            path = (*loc, str(key))
             value_at = _lookup(node.lc.value, key)
             if key_at is not None:
-                self.keys[child] = key_at
+                self.keys[path] = key_at
                 if value_at is None or (value is None and value_at[0] > key_at[0]):
                     # An empty value: ruamel reports the next token, often lines below.
                     value_at = key_at
             if value_at is not None:
-                self.values[child] = value_at
-            result[str(key)] = self._convert(value, child, value_at or key_at or own)
+                self.values[path] = value_at
+            result[str(key)] = self._convert(value, path, value_at or key_at or own)
         return result
 
     def _sequence(self, node: comments.CommentedSeq, loc: Loc) -> list[Any]:
         result: list[Any] = []
         own = self.values.get(loc, (1, 1))
         for index, item in enumerate(node):
-            child = (*loc, index)
+            path = (*loc, index)
             item_at = _lookup(node.lc.item, index)
             if item_at is not None:
-                self.values[child] = item_at
-            result.append(self._convert(item, child, item_at or own))
+                self.values[path] = item_at
+            result.append(self._convert(item, path, item_at or own))
         return result
 
     def _scalar(self, node: Any, where: Position) -> Any:

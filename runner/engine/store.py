@@ -537,7 +537,7 @@ class SqlStore:
                     oldest[queue] = max(0.0, now - float(min_run_at))
             since = now - window_s
             failed: dict[str, int] = dict(
-                conn.execute(  # type: ignore[arg-type]
+                conn.execute(
                     sa.select(E.c.queue, sa.func.count())
                     .where(E.c.queue.in_(names), E.c.at >= since)
                     .group_by(E.c.queue)

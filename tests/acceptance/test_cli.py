@@ -79,7 +79,11 @@ def test_enqueue_prints_the_id_and_up_drains(project: Path, db_url: str) -> None
     assert status.returncode == 0, status.stderr
     mail = json.loads(status.stdout)["queues"]["mail"]
     assert {k: mail[k] for k in ("ready", "scheduled", "in_flight", "done", "dead")} == {
-        "ready": 0, "scheduled": 0, "in_flight": 0, "done": 2, "dead": 0,
+        "ready": 0,
+        "scheduled": 0,
+        "in_flight": 0,
+        "done": 2,
+        "dead": 0,
     }
     assert mail["oldest_ready_age_s"] is None
     assert mail["failure_rate"] == 0
@@ -96,8 +100,12 @@ def test_enqueue_exit_codes(project: Path, db_url: str) -> None:
     not_json = run_cli("enqueue", pipeline, "email.send", "--payload", "{nope", env=env)
     assert not_json.returncode == 65
     secret = run_cli(
-        "enqueue", pipeline, "email.send", "--payload",
-        json.dumps({**email(1), "variables": {"password": "CANARY-secret-42"}}), env=env,
+        "enqueue",
+        pipeline,
+        "email.send",
+        "--payload",
+        json.dumps({**email(1), "variables": {"password": "CANARY-secret-42"}}),
+        env=env,
     )
     assert secret.returncode == 65
     assert "CANARY-secret-42" not in secret.stdout + secret.stderr
@@ -121,8 +129,9 @@ def test_enqueue_jsonl_is_all_or_nothing(project: Path, db_url: str) -> None:
     good = "\n".join(json.dumps(email(i)) for i in range(1, 251)) + "\n"
     bad = good + '{"userId": 0, "templateId": "welcome", "to": "a@example.com"}\n{broken\n'
     (project / "bad.jsonl").write_text(bad)
-    refused = run_cli("enqueue", pipeline, "email.send", "--jsonl", str(project / "bad.jsonl"),
-                      env=env)
+    refused = run_cli(
+        "enqueue", pipeline, "email.send", "--jsonl", str(project / "bad.jsonl"), env=env
+    )
     assert refused.returncode == 65
     assert "line 251" in refused.stderr and "line 252" in refused.stderr
     status = json.loads(run_cli("status", pipeline, "--json", env=env).stdout)
@@ -137,11 +146,22 @@ def test_enqueue_jsonl_is_all_or_nothing(project: Path, db_url: str) -> None:
 def test_dlq_list_show_replay_purge(project: Path, db_url: str) -> None:
     env = cli_env(db_url)
     pipeline = str(write_pipeline(project, max_attempts=1))
-    for user, to in ((1, "a@reject.example.com"), (2, "b@flaky1.example.com"),
-                     (3, "c@reject.example.com")):
-        assert run_cli("enqueue", pipeline, "email.send", "--payload",
-                       json.dumps(email(user, to, variables={"note": "CANARY-payload"})),
-                       env=env).returncode == 0
+    for user, to in (
+        (1, "a@reject.example.com"),
+        (2, "b@flaky1.example.com"),
+        (3, "c@reject.example.com"),
+    ):
+        assert (
+            run_cli(
+                "enqueue",
+                pipeline,
+                "email.send",
+                "--payload",
+                json.dumps(email(user, to, variables={"note": "CANARY-payload"})),
+                env=env,
+            ).returncode
+            == 0
+        )
     assert run_cli("up", pipeline, "--until-idle", env=env).returncode == 0
 
     listed = run_cli("dlq", "list", pipeline, "--json", env=env)
@@ -152,8 +172,9 @@ def test_dlq_list_show_replay_purge(project: Path, db_url: str) -> None:
     assert "CANARY-payload" not in listed.stdout
     table = run_cli("dlq", "list", pipeline, env=env)
     assert table.returncode == 0 and "CANARY-payload" not in table.stdout
-    by_error = json.loads(run_cli("dlq", "list", pipeline, "--error", "InvalidAddress", "--json",
-                                  env=env).stdout)
+    by_error = json.loads(
+        run_cli("dlq", "list", pipeline, "--error", "InvalidAddress", "--json", env=env).stdout
+    )
     assert len(by_error) == 2
 
     flaky_id = next(d["id"] for d in dead if d["last_error"].startswith("ProviderUnavailable"))
@@ -185,11 +206,17 @@ def test_database_url_setting_overrides_the_file(project: Path, tmp_path: Path) 
     pipeline = project / "pipelines" / "report.yaml"  # its file says sqlite:///var/reports.db
     env = cli_env(f"sqlite:///{tmp_path / 'override.db'}")
     payload = json.dumps({"reportId": "r1", "accountId": 1, "kind": "usage"})
-    assert run_cli("enqueue", str(pipeline), "report.build", "--payload", payload,
-                   env=env).returncode == 0
+    assert (
+        run_cli("enqueue", str(pipeline), "report.build", "--payload", payload, env=env).returncode
+        == 0
+    )
     assert (tmp_path / "override.db").exists()
     assert not (project / "var" / "reports.db").exists()
     del env["RUNNER_DATABASE_URL"]
-    assert run_cli("enqueue", str(pipeline), "report.build", "--payload", payload,
-                   env=env, cwd=tmp_path).returncode == 0
+    assert (
+        run_cli(
+            "enqueue", str(pipeline), "report.build", "--payload", payload, env=env, cwd=tmp_path
+        ).returncode
+        == 0
+    )
     assert (project / "var" / "reports.db").exists()  # relative to the project root, not cwd

@@ -45,8 +45,9 @@ def test_worker_killed_mid_job_jobs_are_redelivered_and_done_once(
     project: Path, db_url: str
 ) -> None:
     env = cli_env(db_url)
-    pipeline = str(write_pipeline(project, visibility_timeout="3s", timeout="2500ms",
-                                  concurrency=4))
+    pipeline = str(
+        write_pipeline(project, visibility_timeout="3s", timeout="2500ms", concurrency=4)
+    )
     enqueue_jsonl(pipeline, env, [email(i, simulate_work_s=1.5) for i in range(1, 9)])
     worker = start_cli("up", pipeline, env=env)
     try:
@@ -84,8 +85,7 @@ def test_sigterm_lets_in_flight_jobs_finish_and_exits_0(project: Path, db_url: s
 
 def test_grace_period_over_releases_leases_at_once(project: Path, db_url: str) -> None:
     env = cli_env(db_url)
-    pipeline = str(write_pipeline(project, concurrency=2, visibility_timeout="30s",
-                                  timeout="20s"))
+    pipeline = str(write_pipeline(project, concurrency=2, visibility_timeout="30s", timeout="20s"))
     enqueue_jsonl(pipeline, env, [email(i, simulate_work_s=6.0) for i in range(1, 3)])
     worker = start_cli("up", pipeline, "--grace", "300ms", env=env)
     wait_for(lambda: status(pipeline, env)["in_flight"] == 2)

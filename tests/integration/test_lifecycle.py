@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -46,9 +47,7 @@ def test_duplicate_delivery_yields_one_business_effect(project: Path, db_url: st
         assert pipeline.status()["mail"].done == 2
 
 
-def test_flaky_job_succeeds_after_retries_with_growing_delays(
-    project: Path, db_url: str
-) -> None:
+def test_flaky_job_succeeds_after_retries_with_growing_delays(project: Path, db_url: str) -> None:
     with load(project, db_url, base="200ms", jitter=0.2, max_attempts=5) as pipeline:
         job_id = pipeline.enqueue("email.send", email(2, "x@flaky3.example.com"))
         worker = pipeline.run_worker(until_idle=True)
@@ -56,7 +55,7 @@ def test_flaky_job_succeeds_after_retries_with_growing_delays(
         assert [c.outcome for c in calls] == ["unavailable"] * 3 + ["ok"]
         assert [c.attempt for c in calls] == [1, 2, 3, 4]
         assert {c.job_id for c in calls} == {job_id}
-        gaps = [b.started - a.at for a, b in zip(calls, calls[1:], strict=False)]
+        gaps = [b.started - a.at for a, b in itertools.pairwise(calls)]
         assert gaps[0] >= 0.15 and gaps[0] < gaps[1] < gaps[2], gaps
         assert worker.stats.retried == 3 and worker.stats.processed == 1
         assert pipeline.store.dlq_list(DlqFilter(queues=["mail"])) == []

@@ -27,11 +27,10 @@ def store(db_url: str) -> Iterator[SqlStore]:
     s.dispose()
 
 
-def new(n: int = 1, *, key: str | None = None, queue: str = Q, max_attempts: int = 3,
-        priority: int = 0) -> list[NewJob]:
-    return [
-        NewJob(queue, "t.x", f'{{"n": {i}}}', priority, max_attempts, 1, key) for i in range(n)
-    ]
+def new(
+    n: int = 1, *, key: str | None = None, queue: str = Q, max_attempts: int = 3, priority: int = 0
+) -> list[NewJob]:
+    return [NewJob(queue, "t.x", f'{{"n": {i}}}', priority, max_attempts, 1, key) for i in range(n)]
 
 
 def state_of(store: SqlStore, job_id: int) -> str:
@@ -39,8 +38,9 @@ def state_of(store: SqlStore, job_id: int) -> str:
         return str(conn.scalar(sa.select(tables.jobs.c.state).where(tables.jobs.c.id == job_id)))
 
 
-def claim(store: SqlStore, limit: int = 10, concurrency: int = 10, lease_s: float = 30.0,
-          queue: str = Q):
+def claim(
+    store: SqlStore, limit: int = 10, concurrency: int = 10, lease_s: float = 30.0, queue: str = Q
+):
     return store.claim(queue, limit=limit, concurrency=concurrency, lease_s=lease_s, worker="w")
 
 

@@ -102,13 +102,14 @@ GOLDEN: dict[str, list[str]] = {
         "(expected one of: max_attempts, backoff,",
     ],
     "wrong_types.yaml": [
-        "pipelines/wrong_types.yaml:1:10: plugins: expected a list, not a string",
-        "pipelines/wrong_types.yaml:4:18: queues.default.concurrency: expected a whole number",
-        "pipelines/wrong_types.yaml:5:13: queues.default.paused: expected true or false",
+        "pipelines/wrong_types.yaml:1:10: plugins: expected a list, not 'plugins.email'",
+        "pipelines/wrong_types.yaml:4:18: queues.default.concurrency: expected a whole number, "
+        "not 'lots'",
+        "pipelines/wrong_types.yaml:5:13: queues.default.paused: expected true or false, "
+        "not 'maybe'",
         "pipelines/wrong_types.yaml:6:10: queues.default.dlq: expected a mapping, not a list",
-        "pipelines/wrong_types.yaml:11:13: jobs.send.schema: expected a string or a mapping, "
-        "not a number",
-        "pipelines/wrong_types.yaml:12:15: jobs.send.priority: expected a whole number",
+        "pipelines/wrong_types.yaml:11:13: jobs.send.schema: expected a string or a mapping, not 5",
+        "pipelines/wrong_types.yaml:12:15: jobs.send.priority: expected a whole number, not a list",
         "pipelines/wrong_types.yaml:14:16: jobs.send.retry.backoff: expected 'exponential' "
         "or 'fixed'",
         "pipelines/wrong_types.yaml:15:15: jobs.send.retry.jitter: jitter must be",
@@ -423,6 +424,20 @@ def test_all_model_errors_before_any_cross_check(tmp_path: Path) -> None:
     assert [line.split(": ", 2)[1] for line in load_error(path)] == [
         "jobs.email.send",
         "jobs.email.send.handlr",
+    ]
+
+
+def test_each_missing_key_is_its_own_diagnostic(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "queues:\n  q: {dlq: {owner: a}}\njobs:\n  send: {}\n")
+    assert load_error(path) == [
+        f"{path}:4:3: jobs.send: missing required key 'handler'",
+        f"{path}:4:3: jobs.send: missing required key 'queue'",
+        f"{path}:4:3: jobs.send: missing required key 'schema'",
+    ]
+    path.write_text("jobs: {}\n")
+    assert load_error(path) == [
+        f"{path}:1:1: missing required key 'queues'",
+        f"{path}:1:7: jobs: must define at least 1 entry",
     ]
 
 
