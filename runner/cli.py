@@ -325,16 +325,25 @@ def _run_children(file: str, processes: int, until_idle: bool, grace: float | No
         cmd.append("--until-idle")
     if grace is not None:
         cmd += ["--grace", f"{grace}s"]
-    children = [subprocess.Popen(cmd) for _ in range(processes)]
+    # own sessions: a Ctrl-C on the terminal reaches the supervisor once, which forwards it once
+    children = [subprocess.Popen(cmd, start_new_session=True) for _ in range(processes)]
+
+    signalled = False
 
     def forward(signum: int, _frame: Any) -> None:
+        # Children get SIGTERM whatever arrived: a child still starting up then dies
+        # before it claims anything, instead of raising KeyboardInterrupt mid-import.
+        nonlocal signalled
+        signalled = True
         for child in children:
             if child.poll() is None:
-                child.send_signal(signum)
+                child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     codes = [child.wait() for child in children]
+    if signalled:
+        codes = [0 if c == -signal.SIGTERM else c for c in codes]
     return max(codes, key=lambda c: (c != 0, abs(c)))
 
 

@@ -108,3 +108,33 @@ def test_concurrency_limit_holds_across_two_worker_processes(project: Path, db_u
     assert max_overlap(calls) <= 3
     assert max_overlap(calls) >= 2  # both processes really worked in parallel
     assert status(pipeline, env)["done"] == 30
+
+
+def test_four_processes_share_one_sqlite_file_without_lock_errors(
+    project: Path, tmp_path: Path
+) -> None:
+    env = cli_env(f"sqlite:///{tmp_path / 'shared.db'}")
+    pipeline = str(write_pipeline(project, concurrency=8))
+    enqueue_jsonl(pipeline, env, [email(i) for i in range(1, 1001)])
+    up = run_cli("up", pipeline, "--until-idle", "--processes", "4", env=env, timeout=300)
+    assert up.returncode == 0, up.stderr
+    assert "database is locked" not in up.stderr and "Traceback" not in up.stderr
+    assert "db_unavailable" not in up.stderr
+    final = status(pipeline, env)
+    assert (final["done"], final["dead"], final["ready"]) == (1000, 0, 0)
+    assert Provider(project).effects() == 1000
+
+
+def test_sigint_on_the_supervisor_drains_every_process(project: Path, db_url: str) -> None:
+    env = cli_env(db_url)
+    pipeline = str(write_pipeline(project, concurrency=2))
+    enqueue_jsonl(pipeline, env, [email(i, simulate_work_s=1.0) for i in range(1, 9)])
+    supervisor = start_cli("up", pipeline, "--processes", "2", "--grace", "10s", env=env)
+    wait_for(lambda: status(pipeline, env)["in_flight"] == 2)
+    supervisor.send_signal(signal.SIGINT)
+    _, stderr = supervisor.communicate(timeout=60)
+    assert supervisor.returncode == 0, stderr
+    final = status(pipeline, env)
+    assert final["in_flight"] == 0
+    assert final["done"] + final["ready"] == 8 and final["done"] >= 2
+    assert len(Provider(project).calls()) == final["done"]
