@@ -245,7 +245,7 @@ class Pipeline:
                     jitter=jt.retry.jitter,
                     non_retryable=frozenset(jt.retry.non_retryable),
                 ),
-                heartbeat=getattr(jt, "heartbeat", False),
+                heartbeat=jt.heartbeat,
             )
             for name, jt in self.model.jobs.items()
         }

@@ -228,11 +228,14 @@ def _status_json(stats: dict[str, base.QueueStats]) -> dict[str, Any]:
 
 def _status_table(pipeline: api.Pipeline, stats: dict[str, base.QueueStats]) -> Table:
     window = pipeline.settings.status_window_s
-    table = Table(title=f"{pipeline.loaded.display}", title_justify="left")
+    table = Table(
+        title=f"{pipeline.loaded.display} (failure rate and p95 over the last {window:g}s)",
+        title_justify="left",
+    )
     for column in ("queue", "ready", "scheduled", "in flight", "done", "dead"):
         table.add_column(column, justify="left" if column == "queue" else "right")
-    table.add_column("oldest ready", justify="right")
-    table.add_column(f"failure rate ({window:g}s)", justify="right")
+    table.add_column("oldest", justify="right")
+    table.add_column("failures", justify="right")
     table.add_column("p95", justify="right")
     for name, s in stats.items():
         paused = " (paused)" if pipeline.model.queues[name].paused else ""

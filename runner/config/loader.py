@@ -149,7 +149,7 @@ def _reword(error: Any, where: locate.Located) -> str:
             hint = f" (expected one of: {', '.join(known)})"
         return f"unknown key {key!r}{hint}"
     if kind == "string_pattern_mismatch":
-        return _pattern_message(ctx.get("pattern"), value)
+        return _pattern_message(ctx.get("pattern"), value, where.path)
     if kind in _TYPE_MESSAGES:
         return f"{_TYPE_MESSAGES[kind]}, not {_shown(value)}"
     if kind == "string_too_short" and ctx.get("min_length") == 1:
@@ -164,18 +164,20 @@ def _reword(error: Any, where: locate.Located) -> str:
     return message
 
 
-def _pattern_message(pattern: object, value: object) -> str:
+def _pattern_message(pattern: object, value: object, path: source.Loc) -> str:
     shown = _short(value)
     if pattern == models.NAME_PATTERN:
         return f"invalid name {shown}: use 1 to 64 letters, digits, '.', '_' or '-'"
-    if isinstance(value, str) and pattern is not None and "A-Za-z_" in str(pattern):
+    if path[:1] == ("plugins",):
         return f"invalid module name {shown}: expected a dotted Python module path"
     return f"{shown} does not match the pattern {pattern}"
 
 
 def _shown(value: object) -> str:
-    """A scalar from the file as written (shortened); a mapping or list by its kind."""
-    if value is None or isinstance(value, str | int | float):
+    """A scalar as YAML writes it (shortened); a mapping or a list by its kind."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, str | int | float):
         return _short(value)
     return source.describe(value)
 
@@ -309,16 +311,24 @@ def _check_jobs(
             )
             problems.append(loaded.diagnostic(("jobs", name, "queue"), message))
         elif job.timeout >= queue.visibility_timeout:
+            timeout = _setting(loaded, job.timeout, ("jobs", name, "timeout"))
+            lease_loc = ("queues", job.queue, "visibility_timeout")
+            lease = _setting(loaded, queue.visibility_timeout, lease_loc)
             message = (
-                f"timeout {format_duration(job.timeout)} must be shorter than the "
-                f"visibility_timeout {format_duration(queue.visibility_timeout)} of queue "
-                f"{job.queue!r}, or a running job would be delivered again"
+                f"timeout {timeout} must be shorter than the visibility_timeout {lease} of "
+                f"queue {job.queue!r}, or a running job would be delivered again"
             )
             problems.append(loaded.diagnostic(("jobs", name, "timeout"), message))
         if job.idempotency_key is not None:
             for message in _key_problems(job.idempotency_key, schemas.get(name)):
                 problems.append(loaded.diagnostic(("jobs", name, "idempotency_key"), message))
     return problems
+
+
+def _setting(loaded: LoadedPipeline, seconds: float, loc: source.Loc) -> str:
+    """A duration for a message, marked when the file leaves it to the default."""
+    written = loaded.document.exists(loc)
+    return format_duration(seconds) + ("" if written else " (the default)")
 
 
 def _key_problems(template: str, schema: Mapping[str, Any] | None) -> list[str]:

@@ -11,6 +11,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     field_validator,
 )
@@ -45,11 +46,11 @@ class DeadLetter(_Model):
 
 
 class Queue(_Model):
-    concurrency: int = Field(default=10, ge=1, le=10_000)
+    concurrency: Annotated[int, Strict()] = Field(default=10, ge=1, le=10_000)
     """Jobs of this queue running at once, across every worker process on the database."""
     visibility_timeout: PositiveDuration = 60.0
     """Lease length: a claimed job not acked within it is delivered again."""
-    max_depth: int | None = Field(default=None, ge=1)
+    max_depth: Annotated[int, Strict()] | None = Field(default=None, ge=1)
     """Backpressure gate: enqueue is refused once this many jobs wait in the queue."""
     dlq: DeadLetter
     paused: bool = False
@@ -57,7 +58,7 @@ class Queue(_Model):
 
 
 class Retry(_Model):
-    max_attempts: int = Field(default=3, ge=1, le=1000)
+    max_attempts: Annotated[int, Strict()] = Field(default=3, ge=1, le=1000)
     backoff: Literal["exponential", "fixed"] = "exponential"
     base: PositiveDuration = 1.0
     max: PositiveDuration = 300.0
@@ -92,13 +93,16 @@ class JobType(_Model):
     handler: Annotated[str, StringConstraints(min_length=1)]
     payload_schema: str | dict[str, Any] = Field(alias="schema")
     """A JSON Schema file under ``schemas/`` or an inline JSON Schema object."""
-    schema_version: int = Field(default=1, ge=1)
+    schema_version: Annotated[int, Strict()] = Field(default=1, ge=1)
     idempotency_key: str | None = None
     """A template over payload fields, e.g. ``email:{templateId}:{userId}``."""
     dedupe: bool = True
     """With an idempotency key: enqueue of a key already pending returns the pending job."""
     timeout: PositiveDuration = 30.0
-    priority: int = Field(default=0, ge=-1000, le=1000)
+    heartbeat: bool = False
+    """Renew the lease while the handler runs, for jobs that may outlive the visibility
+    timeout; a dead worker's jobs are still rescued when its renewals stop."""
+    priority: Annotated[int, Strict()] = Field(default=0, ge=-1000, le=1000)
     """Higher runs first within a queue."""
     retry: Retry = Field(default_factory=Retry)
 

@@ -28,6 +28,8 @@ MAX_KEY_LENGTH = 512
 MAX_PROBLEMS = 50
 """Problems listed for one payload; the rest are counted."""
 
+_MAX_INT_BITS = 14_000
+"""About 4200 digits: Python refuses to print longer integers (sys.get_int_max_str_digits)."""
 _SECRET_PARTS = (
     "password",
     "passwd",
@@ -213,15 +215,15 @@ class PayloadRules:
         if not isinstance(payload, dict):
             message = f"payload must be a JSON object, not {_json_type(payload)}"
             raise errors.InvalidPayload(self.job_type, [("$", message)], line=line)
-        structure, secrets = _inspect(payload)
-        problems = structure
+        problems, secrets = _inspect(payload)
         json_text = ""
-        if not structure:
-            json_text, size_problems = self._encode(payload)
-            problems = size_problems
-        problems = [*problems, *((path, _SECRET_MESSAGE) for path in secrets)]
-        if not structure and not any(path == "$" for path, _ in problems):
-            problems.extend(self._schema_problems(payload))
+        if not problems:
+            json_text, problems = self._encode(payload)
+        # Only JSON within the size limit is worth validating against the schema.
+        validate = not problems
+        problems += [(path, _SECRET_MESSAGE) for path in secrets]
+        if validate:
+            problems += self._schema_problems(payload)
         key = self._render_key(payload, problems) if self.template else None
         if problems:
             raise errors.InvalidPayload(self.job_type, _capped(_unique(problems)), line=line)
@@ -253,7 +255,7 @@ class PayloadRules:
         for name in self.key_fields:
             path = _join("$", name)
             value = payload.get(name)
-            if value is not None and not isinstance(value, dict | list):
+            if isinstance(value, str | int | float) and _scalar_problem(value) is None:
                 values[name] = value if isinstance(value, str) else json.dumps(value)
             elif path in reported:
                 continue  # the schema already said what is wrong with this field
@@ -323,8 +325,10 @@ def _inspect(payload: object) -> tuple[list[tuple[str, str]], list[str]]:
 
 
 def _scalar_problem(value: object) -> str | None:
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, int):
+        return None if value.bit_length() <= _MAX_INT_BITS else "number is too large"
     if isinstance(value, float):
         return None if math.isfinite(value) else "NaN and Infinity are not allowed in JSON"
     if isinstance(value, str):

@@ -38,8 +38,11 @@ class Document:
 
     file: str
     data: dict[str, Any]
+    """The content as dict/list/str/int/float/bool/None, for pydantic."""
     values: Mapping[Loc, Position] = field(repr=False)
     keys: Mapping[Loc, Position] = field(repr=False)
+    tree: Any = field(repr=False, compare=False)
+    """The ruamel ``CommentedMap`` itself (comments, styles), should a caller need it."""
 
     def value_position(self, loc: Loc) -> Position | None:
         """Where the value at ``loc`` starts; None if unknown (absent or merged by ``<<``)."""
@@ -101,6 +104,15 @@ def parse(text: str, *, display: str) -> Document:
     syntax problem (YAML cannot be parsed past one)."""
     date_like = _check_events(text, display)
     tree = _load(text, display, date_like)
+    return from_tree(tree, display=display)
+
+
+def from_tree(tree: Any, *, display: str) -> Document:
+    """Convert a round-trip tree to plain data with positions; raises ``ConfigInvalid``.
+
+    Tagged nodes (``CommentedMap``/``CommentedSeq`` with a tag, ``TaggedScalar``), keys that
+    are not strings and values other than plain scalars are refused at their position.
+    """
     if tree is None:
         message = "the file is empty: expected a mapping with 'queues' and 'jobs'"
         raise errors.ConfigInvalid([errors.Diagnostic(display, 1, 1, message)])
@@ -112,7 +124,7 @@ def parse(text: str, *, display: str) -> Document:
     data = converter.convert_root(tree)
     if converter.problems:
         raise errors.ConfigInvalid(converter.problems)
-    return Document(display, data, converter.values, converter.keys)
+    return Document(display, data, converter.values, converter.keys, tree)
 
 
 def _yaml() -> ruamel.yaml.YAML:

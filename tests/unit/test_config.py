@@ -155,7 +155,7 @@ GOLDEN: dict[str, list[str]] = {
         "shorter than the visibility_timeout 10s of queue 'default'",
         # The timeout is a default: reported at the job's key.
         "pipelines/visibility_below_timeout.yaml:11:3: jobs.defaulted.timeout: timeout 30s "
-        "must be shorter than the visibility_timeout 10s",
+        "(the default) must be shorter than the visibility_timeout 10s",
     ],
     "missing_dlq_owner.yaml": [
         "pipelines/missing_dlq_owner.yaml:3:5: queues.no_owner.dlq: missing required key 'owner'",
@@ -251,6 +251,30 @@ def test_yaml_tags_never_execute(tmp_path: Path) -> None:
     assert not marker.exists()
     assert [line.split(": ", 1)[0] for line in lines] == [f"{path}:5:12", f"{path}:14:14"]
     assert all("YAML tags are not allowed" in line for line in lines)
+
+
+def test_round_trip_loading_constructs_nothing_and_tags_are_refused(tmp_path: Path) -> None:
+    # Belt and braces: even past the event check, ruamel's round-trip loader keeps unknown
+    # tags as plain tagged nodes, and the converter refuses every one of them.
+    from ruamel.yaml import YAML
+
+    marker = tmp_path / "pwned"
+    text = (
+        f'a: !!python/object/apply:os.system ["touch {marker}"]\n'
+        f"b: !!python/object/new:pathlib.Path ['{marker}']\n"
+        "c: !custom {x: 1}\n"
+        "d: !custom scalar\n"
+    )
+    tree = YAML(typ="rt").load(text)
+    assert not marker.exists()
+    with pytest.raises(errors.ConfigInvalid) as caught:
+        source.from_tree(tree, display="f.yaml")
+    assert [str(d) for d in caught.value.diagnostics] == [
+        "f.yaml:1:4: YAML tags are not allowed: !!python/object/apply:os.system",
+        "f.yaml:2:4: YAML tags are not allowed: !!python/object/new:pathlib.Path",
+        "f.yaml:3:4: YAML tags are not allowed: !custom",
+        "f.yaml:4:4: YAML tags are not allowed: !custom",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -433,6 +457,12 @@ def test_each_missing_key_is_its_own_diagnostic(tmp_path: Path) -> None:
         f"{path}:4:3: jobs.send: missing required key 'handler'",
         f"{path}:4:3: jobs.send: missing required key 'queue'",
         f"{path}:4:3: jobs.send: missing required key 'schema'",
+    ]
+    path.write_text("queues:\njobs: {send: {queue: q, handler: 7, schema: x, dedupe: [1]}}\n")
+    assert load_error(path) == [
+        f"{path}:1:1: queues: expected a mapping, not null",
+        f"{path}:2:34: jobs.send.handler: expected a string, not 7",
+        f"{path}:2:56: jobs.send.dedupe: expected true or false, not a list",
     ]
     path.write_text("jobs: {}\n")
     assert load_error(path) == [

@@ -134,6 +134,12 @@ def test_missing_fields_and_idempotency_key_fields() -> None:
         ("$.c", "idempotency_key field 'c' is missing"),
     ]
     assert no_schema.prepare({"a": 1, "b": True, "c": "z"}).idempotency_key == "1:true:z"
+    with pytest.raises(errors.InvalidPayload) as caught:
+        no_schema.prepare({"a": 10**5000, "b": float("nan"), "c": 1.5})
+    assert caught.value.problems == [
+        ("$.a", "number is too large"),
+        ("$.b", "NaN and Infinity are not allowed in JSON"),
+    ]
 
 
 def test_schema_messages_come_from_the_schema_side() -> None:
@@ -183,7 +189,7 @@ def test_non_json_values() -> None:
     payload = {
         "userId": float("nan"),
         "templateId": "lone \ud800 surrogate",
-        "meta": {1: "int key", "s": {1, 2}, "inf": float("-inf")},
+        "meta": {1: "int key", "s": {1, 2}, "inf": float("-inf"), "big": 10**5000},
     }
     assert refused(payload) == [
         ("$.userId", "NaN and Infinity are not allowed in JSON"),
@@ -191,6 +197,7 @@ def test_non_json_values() -> None:
         ("$.meta", "object keys must be strings, not an integer"),
         ("$.meta.s", "not a JSON value (a Python set)"),
         ("$.meta.inf", "NaN and Infinity are not allowed in JSON"),
+        ("$.meta.big", "number is too large"),
     ]
 
 
@@ -324,7 +331,15 @@ _TEXT = (
         st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=2
     ).map(lambda s: CANARY + s)
 )
-_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | _TEXT | st.just(1e308 * 10)
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | _TEXT
+    | st.sampled_from([1e308 * 10])
+    | st.integers(4400, 5000).map(lambda digits: 10**digits)  # too long to print
+)
 _VALUES = st.recursive(
     _SCALARS,
     lambda inner: (
