@@ -310,13 +310,14 @@ def _check_jobs(
                 f"(queues: {_listing(sorted(queues))})"
             )
             problems.append(loaded.diagnostic(("jobs", name, "queue"), message))
-        elif job.timeout >= queue.visibility_timeout:
+        elif job.timeout >= queue.visibility_timeout and not job.heartbeat:
             timeout = _setting(loaded, job.timeout, ("jobs", name, "timeout"))
             lease_loc = ("queues", job.queue, "visibility_timeout")
             lease = _setting(loaded, queue.visibility_timeout, lease_loc)
             message = (
                 f"timeout {timeout} must be shorter than the visibility_timeout {lease} of "
-                f"queue {job.queue!r}, or a running job would be delivered again"
+                f"queue {job.queue!r}, or a running job would be delivered again "
+                "(or set heartbeat: true to renew the lease while it runs)"
             )
             problems.append(loaded.diagnostic(("jobs", name, "timeout"), message))
         if job.idempotency_key is not None:

@@ -243,11 +243,9 @@ class SqlStore:
             )
             .returning(J.c.id, J.c.idempotency_key)
         )
-        by_key: dict[str, int] = {}
-        for i in first_of_key.values():
-            row = conn.execute(stmt, params(new[i])).first()
-            if row is not None:
-                by_key[row.idempotency_key] = int(row.id)
+        # One multi-row INSERT per batch; rows that hit a pending key return nothing.
+        inserted = conn.execute(stmt, [params(new[i]) for i in first_of_key.values()])
+        by_key: dict[str, int] = {row.idempotency_key: int(row.id) for row in inserted}
         missing = [k for k in first_of_key if k not in by_key]
         if missing:
             rows = conn.execute(

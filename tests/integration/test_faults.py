@@ -138,3 +138,33 @@ def test_sigint_on_the_supervisor_drains_every_process(project: Path, db_url: st
     assert final["in_flight"] == 0
     assert final["done"] + final["ready"] == 8 and final["done"] >= 2
     assert len(Provider(project).calls()) == final["done"]
+
+
+def test_heartbeat_keeps_a_long_job_leased_and_a_dead_workers_job_is_rescued(
+    project: Path, db_url: str
+) -> None:
+    env = cli_env(db_url)
+    path = write_pipeline(
+        project, concurrency=1, visibility_timeout="1s", timeout="20s", max_attempts=3
+    )
+    path.write_text(
+        path.read_text().replace("    timeout: 20s\n", "    timeout: 20s\n    heartbeat: true\n")
+    )
+    pipeline = str(path)
+    enqueue_jsonl(pipeline, env, [email(1, simulate_work_s=3.0)])
+    alive = run_cli("up", pipeline, "--until-idle", env=env, timeout=60)
+    assert alive.returncode == 0, alive.stderr
+    calls = Provider(project).calls()
+    assert [(c.attempt, c.outcome) for c in calls] == [(1, "ok")]  # 3s job, 1s lease: no redelivery
+    assert "action=reap" not in alive.stderr
+
+    enqueue_jsonl(pipeline, env, [email(2, simulate_work_s=3.0)])
+    doomed = start_cli("up", pipeline, env=env)
+    wait_for(lambda: status(pipeline, env)["in_flight"] == 1)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(10)
+    rescuer = run_cli("up", pipeline, "--until-idle", env=env, timeout=60)
+    assert rescuer.returncode == 0, rescuer.stderr
+    assert "action=reap" in rescuer.stderr
+    final = status(pipeline, env)
+    assert (final["done"], final["in_flight"], final["dead"]) == (2, 0, 0)
