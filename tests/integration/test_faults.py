@@ -168,3 +168,68 @@ def test_heartbeat_keeps_a_long_job_leased_and_a_dead_workers_job_is_rescued(
     assert "action=reap" in rescuer.stderr
     final = status(pipeline, env)
     assert (final["done"], final["in_flight"], final["dead"]) == (2, 0, 0)
+
+
+def test_stale_worker_cannot_ack_after_its_lease_was_taken(project: Path, db_url: str) -> None:
+    env = cli_env(db_url)
+    pipeline = str(
+        write_pipeline(project, concurrency=1, visibility_timeout="2s", timeout="1500ms")
+    )
+    enqueue_jsonl(pipeline, env, [email(1, simulate_work_s=1.0)])
+    stale = start_cli("up", pipeline, env=env)
+    try:
+        wait_for(lambda: status(pipeline, env)["in_flight"] == 1)
+        stale.send_signal(signal.SIGSTOP)  # the worker stalls past its lease
+        time.sleep(2.5)
+        fresh = run_cli("up", pipeline, "--until-idle", env=env)
+        assert fresh.returncode == 0, fresh.stderr
+        assert status(pipeline, env)["done"] == 1
+        stale.send_signal(signal.SIGCONT)
+        time.sleep(2.0)  # its handler finishes and tries to record an outcome
+        stale.send_signal(signal.SIGTERM)
+        _, stderr = stale.communicate(timeout=30)
+    finally:
+        if stale.poll() is None:
+            stale.kill()
+    assert "action=lease_lost" in stderr and "outcome=rejected" in stderr
+    final = status(pipeline, env)
+    assert (final["done"], final["ready"], final["in_flight"], final["dead"]) == (1, 0, 0, 0)
+    assert Provider(project).effects_by_key() == {"email:welcome:1": 1}
+
+
+def test_postgres_connection_loss_workers_reconnect_and_lose_nothing(
+    project: Path, pg_database: str
+) -> None:
+    import sqlalchemy as sa
+
+    env = cli_env(pg_database)
+    pipeline = str(write_pipeline(project, concurrency=4))
+    enqueue_jsonl(pipeline, env, [email(i, simulate_work_s=0.01) for i in range(1, 401)])
+    worker = start_cli("up", pipeline, "--until-idle", env=env)
+    admin = sa.create_engine(pg_database, poolclass=sa.NullPool)
+    killed = 0
+    try:
+        for _ in range(6):
+            time.sleep(0.4)
+            with admin.connect() as conn:
+                killed += int(
+                    conn.execute(
+                        sa.text(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE application_name = 'runner' AND datname = current_database()"
+                        )
+                    ).scalar()
+                    or 0
+                )
+        _, stderr = worker.communicate(timeout=120)
+    finally:
+        admin.dispose()
+        if worker.poll() is None:
+            worker.kill()
+    assert killed > 0
+    assert worker.returncode == 0, stderr
+    assert "action=db_unavailable" in stderr  # it really lost connections and went on
+    assert "Traceback" not in stderr
+    final = status(pipeline, env)
+    assert (final["done"], final["ready"], final["in_flight"], final["dead"]) == (400, 0, 0, 0)
+    assert Provider(project).effects() == 400
