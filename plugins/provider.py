@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -31,10 +32,18 @@ class ProviderRejected(Exception):
     """A permanent refusal (hard bounce, invalid card, corrupt file): never retry."""
 
 
+_local = threading.local()
+
+
 def _connect() -> sqlite3.Connection:
+    """One connection per thread, kept open (the provider is called from handler threads)."""
+    conn: sqlite3.Connection | None = getattr(_local, "conn", None)
+    if conn is not None:
+        return conn
     STORE.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(STORE, timeout=30, isolation_level=None)
+    conn = sqlite3.connect(STORE, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute(
         "CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
@@ -45,6 +54,8 @@ def _connect() -> sqlite3.Connection:
         "CREATE TABLE IF NOT EXISTS effects (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
         "target TEXT NOT NULL, key TEXT UNIQUE, job_id INTEGER, at REAL NOT NULL)"
     )
+    conn.execute("CREATE INDEX IF NOT EXISTS calls_target ON calls (kind, target)")
+    _local.conn = conn
     return conn
 
 
@@ -69,8 +80,8 @@ def call(
     if work_s:
         time.sleep(work_s)
     conn = _connect()
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute("BEGIN IMMEDIATE")
         previous = conn.execute(
             "SELECT count(*) FROM calls WHERE kind = ? AND target = ?", (kind, target)
         ).fetchone()[0]
@@ -101,8 +112,9 @@ def call(
                 )
                 effect_id = int(cur.lastrowid or 0)
         conn.execute("COMMIT")
-    finally:
-        conn.close()
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     if outcome == "rejected":
         raise ProviderRejected(f"{kind} provider rejected the request")
     if outcome == "unavailable":

@@ -259,6 +259,7 @@ class Pipeline:
             "claim_batch": s.claim_batch,
             "shutdown_grace_s": s.shutdown_grace_s,
             "reap_interval_s": s.reap_interval_s,
+            "ack_flush_s": s.ack_flush_s,
             "done_retention_s": s.done_retention_s,
             "idempotency_retention_s": s.idempotency_retention_s,
         }

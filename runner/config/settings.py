@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     claim_batch: int = Field(default=32, ge=1, le=1000)
     reap_interval_s: float = Field(default=1.0, gt=0)
+    ack_flush_s: float = Field(default=0.002, ge=0)
     done_retention_s: float = Field(default=7 * 86400.0, ge=0)
     idempotency_retention_s: float = Field(default=30 * 86400.0, ge=0)
     status_window_s: float = Field(default=300.0, gt=0)

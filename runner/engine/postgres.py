@@ -22,7 +22,7 @@ def create_engine(url: sa.URL, options: EngineOptions) -> sa.Engine:
         connect_args={"application_name": options.application_name, "connect_timeout": 10},
         pool_size=options.pool_size,
         max_overflow=0,
-        pool_pre_ping=True,
+        pool_pre_ping=False,  # a lost connection fails one verb, which the worker retries
         pool_recycle=3600,
     )
 
@@ -39,12 +39,11 @@ def insert(table: sa.Table) -> postgresql.Insert:
 def lock_queue(conn: sa.Connection, queue: str) -> bool:
     """Serialise claimers of one queue so its concurrency limit holds across hosts.
 
-    SKIP LOCKED: a claimer that finds the queue busy returns at once and tries later.
+    A claim transaction lasts a few milliseconds, so waiting for the lock is cheaper than
+    skipping the queue and polling again; job rows are still taken with SKIP LOCKED.
     """
     row = conn.execute(
-        sa.select(tables.queues.c.name)
-        .where(tables.queues.c.name == queue)
-        .with_for_update(skip_locked=True)
+        sa.select(tables.queues.c.name).where(tables.queues.c.name == queue).with_for_update()
     ).first()
     return row is not None
 

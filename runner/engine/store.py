@@ -269,7 +269,7 @@ class SqlStore:
         """
         with self._write() as conn:
             if not self.backend.lock_queue(conn, queue):
-                return ClaimResult([], [])
+                return ClaimResult([], [], saturated=True)
             running = int(
                 conn.scalar(
                     sa.select(sa.func.count()).where(J.c.queue == queue, J.c.state == "running")
@@ -278,7 +278,7 @@ class SqlStore:
             )
             room = min(limit, concurrency - running)
             if room <= 0:
-                return ClaimResult([], [])
+                return ClaimResult([], [], saturated=True)
             now = self._now()
             pick = (
                 sa.select(J.c.id)
@@ -346,22 +346,37 @@ class SqlStore:
         return {job_id for job_id, _ in leases} - set(kept)
 
     def ack(self, job_id: int, token: str, idempotency_key: str | None) -> bool:
+        return job_id in self.ack_many([(job_id, token, idempotency_key)])
+
+    def ack_many(self, acks: Sequence[tuple[int, str, str | None]]) -> set[int]:
+        """Mark jobs succeeded in one transaction, each only if its lease still matches.
+
+        Returns the ids acked; the others had lost their lease (stale). The idempotency
+        keys of acked jobs are recorded as done in the same transaction.
+        """
+        if not acks:
+            return set()
         with self._write() as conn:
             now = self._now()
-            done = conn.execute(
-                sa.update(J)
-                .where(self._lease_matches(job_id, token))
-                .values(state="succeeded", finished_at=now, lease_token=None, lease_expires_at=None)
-            ).rowcount
-            if done != 1:
-                return False
-            if idempotency_key is not None:
+            acked = set(
+                conn.scalars(
+                    sa.update(J)
+                    .where(
+                        J.c.state == "running",
+                        sa.tuple_(J.c.id, J.c.lease_token).in_([(i, t) for i, t, _ in acks]),
+                    )
+                    .values(
+                        state="succeeded", finished_at=now, lease_token=None, lease_expires_at=None
+                    )
+                    .returning(J.c.id)
+                ).all()
+            )
+            keys = [{"key": k, "job_id": i} for i, _, k in acks if k is not None and i in acked]
+            if keys:
                 conn.execute(
-                    self.backend.insert(K)
-                    .values(key=idempotency_key, job_id=job_id, done_at=now)
-                    .on_conflict_do_nothing()
+                    self.backend.insert(K).values(done_at=now).on_conflict_do_nothing(), keys
                 )
-            return True
+            return acked
 
     def _record_error(self, conn: sa.Connection, job_id: int, error: jobs_mod.ErrorInfo) -> None:
         error_type, message, tb = _error_text(error)

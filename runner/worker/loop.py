@@ -27,6 +27,8 @@ log = logging.getLogger("runner.worker")
 
 T = TypeVar("T")
 
+SATURATED_RETRY_S = 0.05
+
 
 @dataclass(frozen=True)
 class QueueSpec:
@@ -54,6 +56,7 @@ class WorkerOptions:
     claim_batch: int = 32
     shutdown_grace_s: float = 30.0
     reap_interval_s: float = 1.0
+    ack_flush_s: float = 0.002
     done_retention_s: float = 7 * 86400.0
     idempotency_retention_s: float = 30 * 86400.0
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
@@ -115,6 +118,8 @@ class Worker:
             max_workers=max(1, min(slots, 256)), thread_name_prefix="runner-handler"
         )
         self.abandoned_threads = False
+        self._acks: list[tuple[base.Claimed, asyncio.Future[bool]]] = []
+        self._ack_ready = asyncio.Event()
 
     # -- database calls ------------------------------------------------------------
 
@@ -166,6 +171,7 @@ class Worker:
         background = [
             asyncio.create_task(self._reaper()),
             asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._ack_flusher()),
         ]
         try:
             await self._claim_loop()
@@ -183,11 +189,14 @@ class Worker:
         while not self._stopping.is_set():
             self._wake.clear()
             got = 0
+            saturated = False
             for queue in active:
                 free = queue.concurrency - self._per_queue[queue.name]
                 if free <= 0 or self._stopping.is_set():
                     continue
-                got += await self._claim(queue, min(free, self.options.claim_batch))
+                claimed, busy = await self._claim(queue, min(free, self.options.claim_batch))
+                got += claimed
+                saturated = saturated or busy
             if got:
                 continue
             if (
@@ -197,10 +206,12 @@ class Worker:
             ):
                 log.info("action=idle processed=%d", self.stats.processed)
                 return
+            # Other workers hold the queue's slots: they free up within milliseconds.
+            wait_s = SATURATED_RETRY_S if saturated else self.options.poll_interval_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.options.poll_interval_s)
+                await asyncio.wait_for(self._wake.wait(), wait_s)
 
-    async def _claim(self, queue: QueueSpec, limit: int) -> int:
+    async def _claim(self, queue: QueueSpec, limit: int) -> tuple[int, bool]:
         result = await self._db(
             self.store.claim,
             queue.name,
@@ -225,7 +236,7 @@ class Worker:
             self._in_flight[claimed.id] = entry
             self._per_queue[queue.name] += 1
             entry.task = asyncio.create_task(self._process(entry))
-        return len(result.jobs) + len(result.duplicates)
+        return len(result.jobs) + len(result.duplicates), result.saturated
 
     # -- one job -------------------------------------------------------------------------
 
@@ -288,7 +299,7 @@ class Worker:
     ) -> None:
         c = entry.claimed
         if outcome.ok:
-            if await self._db(self.store.ack, c.id, c.lease_token, c.idempotency_key):
+            if await self._ack(c):
                 self.stats.processed += 1
                 log.debug(
                     "action=ack job_id=%s type=%s queue=%s attempt=%s duration_s=%.3f",
@@ -354,6 +365,41 @@ class Worker:
             )
         else:
             self._stale("dead_letter", c)
+
+    async def _ack(self, c: base.Claimed) -> bool:
+        """Queue an ack for the next batch; True once committed, False if the lease was lost.
+
+        The job's slot stays taken until then: an ack not yet flushed when the process
+        dies means a redelivery, never a lost job.
+        """
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._acks.append((c, future))
+        self._ack_ready.set()
+        return await future
+
+    async def _ack_flusher(self) -> None:
+        """Commit queued acks together, every ``ack_flush_s`` at most."""
+        while True:
+            await self._ack_ready.wait()
+            self._ack_ready.clear()
+            if self.options.ack_flush_s:
+                await asyncio.sleep(self.options.ack_flush_s)
+            batch, self._acks = self._acks, []
+            if not batch:
+                continue
+            items = [(c.id, c.lease_token, c.idempotency_key) for c, _ in batch]
+            try:
+                acked = await self._db(self.store.ack_many, items)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for c, future in batch:
+                if not future.done():
+                    future.set_result(c.id in acked)
 
     def _stale(self, verb: str, c: base.Claimed) -> None:
         self.stats.stale += 1
