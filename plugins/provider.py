@@ -33,29 +33,47 @@ class ProviderRejected(Exception):
 
 
 _local = threading.local()
+_setup_lock = threading.Lock()
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
+    "target TEXT NOT NULL, key TEXT, job_id INTEGER, attempt INTEGER, at REAL NOT NULL, "
+    "started REAL, outcome TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS effects (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
+    "target TEXT NOT NULL, key TEXT UNIQUE, job_id INTEGER, at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS calls_target ON calls (kind, target)",
+)
+
+
+def _open() -> sqlite3.Connection:
+    STORE.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(STORE, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    # Switching a new file to WAL needs an exclusive lock that the busy timeout does not
+    # wait for; several workers starting at once retry instead of failing a job.
+    for attempt in range(50):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+            return conn
+        except sqlite3.OperationalError:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            time.sleep(0.01 * (attempt + 1))
+    raise ProviderUnavailable("provider store is locked")
 
 
 def _connect() -> sqlite3.Connection:
     """One connection per thread, kept open (the provider is called from handler threads)."""
     conn: sqlite3.Connection | None = getattr(_local, "conn", None)
-    if conn is not None:
-        return conn
-    STORE.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(STORE, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
-        "target TEXT NOT NULL, key TEXT, job_id INTEGER, attempt INTEGER, at REAL NOT NULL, "
-        "started REAL, outcome TEXT NOT NULL)"
-    )
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS effects (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
-        "target TEXT NOT NULL, key TEXT UNIQUE, job_id INTEGER, at REAL NOT NULL)"
-    )
-    conn.execute("CREATE INDEX IF NOT EXISTS calls_target ON calls (kind, target)")
-    _local.conn = conn
+    if conn is None:
+        with _setup_lock:
+            conn = _open()
+        _local.conn = conn
     return conn
 
 

@@ -261,6 +261,7 @@ class Pipeline:
             "reap_interval_s": s.reap_interval_s,
             "ack_flush_s": s.ack_flush_s,
             "done_retention_s": s.done_retention_s,
+            "prune_interval_s": s.prune_interval_s,
             "idempotency_retention_s": s.idempotency_retention_s,
         }
         values.update(overrides)

@@ -84,3 +84,9 @@ def project(tmp_path: Path) -> Path:
     for folder in ("pipelines", "plugins", "schemas"):
         shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return root
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> Iterator[str]:
+    """A PostgreSQL URL with a schema of its own, for tests that run on PostgreSQL only."""
+    yield from _pg_schema_url(pg_database)

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     reap_interval_s: float = Field(default=1.0, gt=0)
     ack_flush_s: float = Field(default=0.002, ge=0)
     done_retention_s: float = Field(default=7 * 86400.0, ge=0)
+    prune_interval_s: float = Field(default=60.0, gt=0)
     idempotency_retention_s: float = Field(default=30 * 86400.0, ge=0)
     status_window_s: float = Field(default=300.0, gt=0)
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runner import jobs as jobs_mod
-from runner.engine import migrations, postgres, sqlite, tables
+from runner.engine import base, migrations, postgres, sqlite, tables
 from runner.engine.base import (
     Claimed,
     ClaimResult,
@@ -35,6 +35,15 @@ from runner.engine.base import (
 J = tables.jobs
 E = tables.job_errors
 K = tables.idempotency_keys
+
+# States are compared as SQL literals, never bound parameters: a prepared statement's
+# generic plan can only use the partial indexes (WHERE state = 'queued', ...) when the
+# state is a constant in the statement text.
+IS_QUEUED = J.c.state == tables.STATE_LITERALS["queued"]
+IS_RUNNING = J.c.state == tables.STATE_LITERALS["running"]
+IS_SUCCEEDED = J.c.state == tables.STATE_LITERALS["succeeded"]
+IS_DEAD = J.c.state == tables.STATE_LITERALS["dead"]
+IS_PENDING = tables.PENDING_PREDICATE
 
 TRACEBACK_LIMIT = 8000
 MESSAGE_LIMIT = 2000
@@ -183,7 +192,7 @@ class SqlStore:
             wanted[job.queue] = wanted.get(job.queue, 0) + 1
         rows = conn.execute(
             sa.select(J.c.queue, sa.func.count())
-            .where(J.c.queue.in_(list(wanted)), J.c.state == "queued")
+            .where(J.c.queue.in_(list(wanted)), IS_QUEUED)
             .group_by(J.c.queue)
         ).all()
         depth = {q: int(n) for q, n in rows}
@@ -250,7 +259,7 @@ class SqlStore:
         if missing:
             rows = conn.execute(
                 sa.select(J.c.id, J.c.idempotency_key).where(
-                    J.c.idempotency_key.in_(missing), J.c.state.in_(tables.PENDING)
+                    J.c.idempotency_key.in_(missing), IS_PENDING
                 )
             ).all()
             by_key.update({r.idempotency_key: int(r.id) for r in rows})
@@ -271,10 +280,7 @@ class SqlStore:
             if not self.backend.lock_queue(conn, queue):
                 return ClaimResult([], [], saturated=True)
             running = int(
-                conn.scalar(
-                    sa.select(sa.func.count()).where(J.c.queue == queue, J.c.state == "running")
-                )
-                or 0
+                conn.scalar(sa.select(sa.func.count()).where(J.c.queue == queue, IS_RUNNING)) or 0
             )
             room = min(limit, concurrency - running)
             if room <= 0:
@@ -282,7 +288,7 @@ class SqlStore:
             now = self._now()
             pick = (
                 sa.select(J.c.id)
-                .where(J.c.queue == queue, J.c.state == "queued", J.c.run_at <= now)
+                .where(J.c.queue == queue, IS_QUEUED, J.c.run_at <= now)
                 .order_by(J.c.priority.desc(), J.c.run_at, J.c.id)
                 .limit(room)
             )
@@ -327,7 +333,7 @@ class SqlStore:
         return ClaimResult([c for c in claimed if c.idempotency_key not in done], duplicates)
 
     def _lease_matches(self, job_id: int, token: str) -> sa.ColumnElement[bool]:
-        return sa.and_(J.c.id == job_id, J.c.state == "running", J.c.lease_token == token)
+        return sa.and_(J.c.id == job_id, IS_RUNNING, J.c.lease_token == token)
 
     def extend_leases(self, leases: Sequence[tuple[int, str]], lease_s: float) -> set[int]:
         """Renew leases still held; return the ids whose lease was lost."""
@@ -337,7 +343,7 @@ class SqlStore:
             kept = conn.scalars(
                 sa.update(J)
                 .where(
-                    J.c.state == "running",
+                    IS_RUNNING,
                     sa.tuple_(J.c.id, J.c.lease_token).in_(list(leases)),
                 )
                 .values(lease_expires_at=self._now() + lease_s)
@@ -362,7 +368,7 @@ class SqlStore:
                 conn.scalars(
                     sa.update(J)
                     .where(
-                        J.c.state == "running",
+                        IS_RUNNING,
                         sa.tuple_(J.c.id, J.c.lease_token).in_([(i, t) for i, t, _ in acks]),
                     )
                     .values(
@@ -462,7 +468,7 @@ class SqlStore:
                 sa.select(J.c.id, J.c.queue, J.c.type, J.c.attempt, J.c.max_attempts)
                 .where(
                     J.c.queue.in_(list(owners)),
-                    J.c.state == "running",
+                    IS_RUNNING,
                     J.c.lease_expires_at <= now,
                 )
                 .limit(1000)
@@ -489,7 +495,7 @@ class SqlStore:
                     values.update(state="queued", run_at=now)
                 changed = conn.execute(
                     sa.update(J)
-                    .where(J.c.id == row.id, J.c.state == "running", J.c.lease_expires_at <= now)
+                    .where(J.c.id == row.id, IS_RUNNING, J.c.lease_expires_at <= now)
                     .values(**values)
                 ).rowcount
                 if changed == 1:
@@ -499,14 +505,19 @@ class SqlStore:
                     )
             return reaped
 
-    def prune(self, *, done_before_s: float, keys_before_s: float) -> int:
-        """Delete succeeded jobs older than the retention, and old idempotency keys."""
+    def prune(self, queues: Sequence[str], *, done_before_s: float, keys_before_s: float) -> int:
+        """Delete up to PRUNE_BATCH succeeded jobs of these queues older than the retention,
+        and old idempotency keys. Returns how many jobs were deleted."""
         with self._write() as conn:
             now = self._now()
             old = (
                 sa.select(J.c.id)
-                .where(J.c.state == "succeeded", J.c.finished_at < now - done_before_s)
-                .limit(5000)
+                .where(
+                    J.c.queue.in_(list(queues)),
+                    IS_SUCCEEDED,
+                    J.c.finished_at < now - done_before_s,
+                )
+                .limit(base.PRUNE_BATCH)
             )
             ids = list(conn.scalars(old).all())
             if ids:
@@ -522,9 +533,7 @@ class SqlStore:
         with self._read() as conn:
             return int(
                 conn.scalar(
-                    sa.select(sa.func.count()).where(
-                        J.c.queue.in_(list(queues)), J.c.state.in_(tables.PENDING)
-                    )
+                    sa.select(sa.func.count()).where(J.c.queue.in_(list(queues)), IS_PENDING)
                 )
                 or 0
             )
@@ -537,7 +546,7 @@ class SqlStore:
             now = float(conn.scalar(sa.select(self._now())) or 0.0)
             counts: dict[str, dict[str, int]] = {q: {} for q in names}
             oldest: dict[str, float] = {}
-            ready = sa.and_(J.c.state == "queued", J.c.run_at <= now).label("ready")
+            ready = sa.and_(IS_QUEUED, J.c.run_at <= now).label("ready")
             for row in conn.execute(
                 sa.select(J.c.queue, J.c.state, ready, sa.func.count(), sa.func.min(J.c.run_at))
                 .where(J.c.queue.in_(names))
@@ -564,7 +573,7 @@ class SqlStore:
                         sa.select(J.c.finished_at - J.c.started_at)
                         .where(
                             J.c.queue == queue,
-                            J.c.state == "succeeded",
+                            IS_SUCCEEDED,
                             J.c.duplicate == sa.false(),
                             J.c.finished_at >= since,
                         )
@@ -594,7 +603,7 @@ class SqlStore:
 
     def _dead_where(self, flt: DlqFilter, now: float | None) -> sa.ColumnElement[bool]:
         clauses: list[sa.ColumnElement[bool]] = [
-            J.c.state == "dead",
+            IS_DEAD,
             J.c.queue.in_(list(flt.queues)),
         ]
         if flt.types:
@@ -673,7 +682,7 @@ class SqlStore:
                 taken = set(
                     conn.scalars(
                         sa.select(J.c.idempotency_key).where(
-                            J.c.idempotency_key.in_(list(keys)), J.c.state.in_(tables.PENDING)
+                            J.c.idempotency_key.in_(list(keys)), IS_PENDING
                         )
                     ).all()
                 )
@@ -690,7 +699,7 @@ class SqlStore:
             if replay:
                 conn.execute(
                     sa.update(J)
-                    .where(J.c.id.in_(replay), J.c.state == "dead")
+                    .where(J.c.id.in_(replay), IS_DEAD)
                     .values(
                         state="queued",
                         attempt=0,
@@ -710,5 +719,5 @@ class SqlStore:
             ids = list(conn.scalars(stmt).all())
             if ids:
                 conn.execute(sa.delete(E).where(E.c.job_id.in_(ids)))
-                conn.execute(sa.delete(J).where(J.c.id.in_(ids), J.c.state == "dead"))
+                conn.execute(sa.delete(J).where(J.c.id.in_(ids), IS_DEAD))
             return len(ids)

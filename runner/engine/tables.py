@@ -9,6 +9,8 @@ metadata = sa.MetaData()
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 PENDING = ("queued", "running")
+STATES = ("queued", "running", "succeeded", "dead")
+STATE_LITERALS = {state: sa.literal_column(f"'{state}'", sa.String()) for state in STATES}
 # Literal (not bound) so PostgreSQL can match ON CONFLICT to the partial unique index.
 PENDING_PREDICATE = sa.text("state IN ('queued', 'running')")
 

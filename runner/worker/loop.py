@@ -56,6 +56,7 @@ class WorkerOptions:
     claim_batch: int = 32
     shutdown_grace_s: float = 30.0
     reap_interval_s: float = 1.0
+    prune_interval_s: float = 60.0
     ack_flush_s: float = 0.002
     done_retention_s: float = 7 * 86400.0
     idempotency_retention_s: float = 30 * 86400.0
@@ -440,18 +441,30 @@ class Worker:
                             owner=owners[r.queue],
                             alert=by_name[r.queue].alert,
                         )
-                if time.monotonic() - last_prune > 60:
+                if time.monotonic() - last_prune > self.options.prune_interval_s:
                     last_prune = time.monotonic()
-                    await self._db(
-                        self.store.prune,
-                        done_before_s=self.options.done_retention_s,
-                        keys_before_s=self.options.idempotency_retention_s,
-                    )
+                    await self._prune()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("action=reap_failed")
             await asyncio.sleep(self.options.reap_interval_s)
+
+    async def _prune(self) -> None:
+        """Delete succeeded jobs past their retention, a batch at a time, so the table stays
+        small however many jobs pass through it."""
+        names = [q.name for q in self.queues]
+        while True:
+            deleted = await self._db(
+                self.store.prune,
+                names,
+                done_before_s=self.options.done_retention_s,
+                keys_before_s=self.options.idempotency_retention_s,
+            )
+            if deleted:
+                log.debug("action=prune deleted=%d", deleted)
+            if deleted < base.PRUNE_BATCH or self._stopping.is_set():
+                return
 
     async def _heartbeat(self) -> None:
         """Renew leases of heartbeat job types always, and of every in-flight job while draining."""

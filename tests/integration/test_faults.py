@@ -198,15 +198,15 @@ def test_stale_worker_cannot_ack_after_its_lease_was_taken(project: Path, db_url
 
 
 def test_postgres_connection_loss_workers_reconnect_and_lose_nothing(
-    project: Path, pg_database: str
+    project: Path, pg_url: str
 ) -> None:
     import sqlalchemy as sa
 
-    env = cli_env(pg_database)
+    env = cli_env(pg_url)
     pipeline = str(write_pipeline(project, concurrency=4))
     enqueue_jsonl(pipeline, env, [email(i, simulate_work_s=0.01) for i in range(1, 401)])
     worker = start_cli("up", pipeline, "--until-idle", env=env)
-    admin = sa.create_engine(pg_database, poolclass=sa.NullPool)
+    admin = sa.create_engine(pg_url, poolclass=sa.NullPool)
     killed = 0
     try:
         for _ in range(6):

@@ -36,8 +36,8 @@ def enqueue_many(pipeline: str, env: dict[str, str], n: int) -> None:
     assert result.stdout.strip() == str(n)
 
 
-def test_three_postgres_workers_one_killed_halfway(project: Path, pg_database: str) -> None:
-    env = cli_env(pg_database)
+def test_three_postgres_workers_one_killed_halfway(project: Path, pg_url: str) -> None:
+    env = cli_env(pg_url)
     pipeline = str(write_pipeline(project, concurrency=12, visibility_timeout="3s", timeout="2s"))
     enqueue_many(pipeline, env, JOBS)
     workers = [start_cli("up", pipeline, "--until-idle", env=env) for _ in range(3)]

@@ -226,9 +226,9 @@ def test_prune_removes_old_succeeded_jobs(store: SqlStore) -> None:
     store.enqueue(new(3), max_depth=None, dedupe=True)
     for c in claim(store).jobs:
         store.ack(c.id, c.lease_token, f"key{c.id}")
-    assert store.prune(done_before_s=3600, keys_before_s=3600) == 0
+    assert store.prune([Q], done_before_s=3600, keys_before_s=3600) == 0
     time.sleep(0.05)
-    assert store.prune(done_before_s=0, keys_before_s=0) == 3
+    assert store.prune([Q], done_before_s=0, keys_before_s=0) == 3
     assert store.stats([Q], 300)[Q].done == 0
 
 
