@@ -196,7 +196,7 @@ def test_a_hundred_thousand_jobs_drain_with_bounded_memory_and_table(
     try:
         store.migrate()
         store.ensure_queues(["mail"])
-        for start in range(0, total, 10_000):
+        for _ in range(total // 10_000):
             store.enqueue(
                 [NewJob("mail", "email.send", "{}", 0, 3, 1) for _ in range(10_000)],
                 max_depth=None,
