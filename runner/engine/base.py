@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -118,6 +119,12 @@ class ReplayResult:
     skipped_pending_key: list[int]
 
 
+class Listener(Protocol):
+    """Wakes a worker early when jobs are enqueued; a hint only, polling is the truth."""
+
+    def run(self, queues: set[str], wake: Callable[[], None], stop: threading.Event) -> None: ...
+
+
 class Store(Protocol):
     """Named database verbs; every worker-side change is a compare-and-set on the lease."""
 
@@ -147,6 +154,7 @@ class Store(Protocol):
     def dlq_purge(self, flt: DlqFilter) -> int: ...
     def get_job(self, job_id: int) -> DeadJob | None: ...
     def dispose(self) -> None: ...
+    def listener(self) -> Listener | None: ...
 
 
 class StoreUnavailable(Exception):

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from runner.engine import tables
 from runner.engine.base import EngineOptions
+
+log = logging.getLogger("runner.engine")
 
 name = "postgresql"
 skip_locked = True
@@ -50,3 +58,75 @@ def lock_queue(conn: sa.Connection, queue: str) -> bool:
 
 def lock_migrations(conn: sa.Connection) -> None:
     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_ID)))
+
+
+CHANNEL = "runner_jobs"
+
+
+def notify(conn: sa.Connection, queues: set[str]) -> None:
+    """Announce new jobs; delivered when the enqueue transaction commits (a hint only)."""
+    for queue in sorted(queues):
+        conn.execute(sa.select(sa.func.pg_notify(CHANNEL, queue)))
+
+
+class Listener:
+    """LISTENs for new jobs on a connection of its own, in a thread.
+
+    A notification is only a hint that wakes the worker early; polling stays the truth.
+    The listener checks its own connection every ``heartbeat_s``: when it was lost (killed,
+    server restarted) it logs one line, reconnects with backoff, and wakes the worker for
+    a catch-up fetch, so no notification lost meanwhile leaves a job waiting.
+    """
+
+    def __init__(self, url: sa.URL, options: EngineOptions, heartbeat_s: float = 1.0) -> None:
+        self.url = url
+        self.options = options
+        self.heartbeat_s = heartbeat_s
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        params = self.url.translate_connect_args(username="user", database="dbname")
+        params.update(
+            {k: v for k, v in self.url.query.items() if isinstance(v, str)},
+        )
+        conn = psycopg.connect(
+            autocommit=True,
+            application_name=self.options.application_name,
+            connect_timeout=10,
+            **params,
+        )
+        conn.execute(f"LISTEN {CHANNEL}")  # a constant channel name, not user input
+        return conn
+
+    def run(self, queues: set[str], wake: Callable[[], None], stop: threading.Event) -> None:
+        conn: Any = None
+        delay = 0.1
+        while not stop.is_set():
+            try:
+                if conn is None:
+                    conn = self._connect()
+                    delay = 0.1
+                    wake()  # catch up on anything enqueued while not listening
+                for note in conn.notifies(timeout=self.heartbeat_s):
+                    if note.payload in queues:
+                        wake()
+                    if stop.is_set():
+                        break
+                conn.execute("SELECT 1")  # the heartbeat: notices a dead connection
+            except Exception as exc:
+                log.warning(
+                    "action=listen_lost channel=%s retry_in_s=%.1f reason=%s",
+                    CHANNEL,
+                    delay,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                )
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                conn = None
+                stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()

@@ -66,3 +66,7 @@ def lock_queue(conn: sa.Connection, queue: str) -> bool:
 
 def lock_migrations(conn: sa.Connection) -> None:
     """BEGIN IMMEDIATE already holds the write lock."""
+
+
+def notify(conn: sa.Connection, queues: set[str]) -> None:
+    """No notifications on SQLite: workers poll."""

@@ -127,7 +127,8 @@ class SqlStore:
     def __init__(self, url: str | sa.URL, options: EngineOptions | None = None) -> None:
         self.url = sa.make_url(url)
         self.backend = backend_for(self.url)
-        self.engine = self.backend.create_engine(self.url, options or EngineOptions())
+        self.options = options or EngineOptions()
+        self.engine = self.backend.create_engine(self.url, self.options)
         self._now = self.backend.now
 
     # -- connections -------------------------------------------------------------
@@ -146,6 +147,12 @@ class SqlStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def listener(self) -> postgres.Listener | None:
+        """A LISTEN/NOTIFY listener for early wake-ups (PostgreSQL), or None (poll only)."""
+        if self.backend is postgres:
+            return postgres.Listener(self.url, self.options)
+        return None
 
     # -- schema ------------------------------------------------------------------
 
@@ -184,7 +191,9 @@ class SqlStore:
         with self._write() as conn:
             if max_depth is not None:
                 self._check_depth(conn, new, max_depth)
-            return self._insert(conn, new, dedupe)
+            ids = self._insert(conn, new, dedupe)
+            self.backend.notify(conn, {job.queue for job in new})
+            return ids
 
     def _check_depth(self, conn: sa.Connection, new: Sequence[NewJob], max_depth: int) -> None:
         wanted: dict[str, int] = {}
@@ -697,6 +706,7 @@ class SqlStore:
                     taken.add(key)
                 replay.append(row.id)
             if replay:
+                self.backend.notify(conn, set(flt.queues))
                 conn.execute(
                     sa.update(J)
                     .where(J.c.id.in_(replay), IS_DEAD)

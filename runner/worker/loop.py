@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -169,6 +170,7 @@ class Worker:
     async def run(self) -> int:
         """Work until stopped (or idle with ``until_idle``). Returns an exit code."""
         self._install_signals()
+        listening = self._start_listener()
         background = [
             asyncio.create_task(self._reaper()),
             asyncio.create_task(self._heartbeat()),
@@ -181,8 +183,29 @@ class Worker:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if listening is not None:
+                listening[1].set()
+                await asyncio.to_thread(listening[0].join, 5)
             self._executor.shutdown(wait=False, cancel_futures=True)
         return 0
+
+    def _start_listener(self) -> tuple[threading.Thread, threading.Event] | None:
+        """LISTEN for new jobs in a thread (PostgreSQL): claims start without waiting a poll."""
+        listener = self.store.listener()
+        if listener is None:
+            return None
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(self._wake.set)
+
+        names = {q.name for q in self.queues if not q.paused}
+        thread = threading.Thread(
+            target=listener.run, args=(names, wake, stop), name="runner-listen", daemon=True
+        )
+        thread.start()
+        return thread, stop
 
     async def _claim_loop(self) -> None:
         active = [q for q in self.queues if not q.paused]

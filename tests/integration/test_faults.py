@@ -233,3 +233,53 @@ def test_postgres_connection_loss_workers_reconnect_and_lose_nothing(
     final = status(pipeline, env)
     assert (final["done"], final["ready"], final["in_flight"], final["dead"]) == (400, 0, 0, 0)
     assert Provider(project).effects() == 400
+
+
+def test_listen_connection_lost_worker_reconnects_and_catches_up(
+    project: Path, pg_url: str
+) -> None:
+    """Polling every 60s: a job picked up within seconds was woken by LISTEN/NOTIFY, also
+    after the listening connection was terminated."""
+    import sqlalchemy as sa
+
+    env = cli_env(pg_url, RUNNER_POLL_INTERVAL_S="60")
+    pipeline = str(write_pipeline(project))
+    worker = start_cli("up", pipeline, env=env)
+    admin = sa.create_engine(pg_url, poolclass=sa.NullPool)
+
+    def listening() -> bool:
+        with admin.connect() as conn:
+            return bool(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner' "
+                        "AND query LIKE 'LISTEN%' OR query = 'SELECT 1' AND application_name = 'runner'"
+                    )
+                ).scalar()
+            )
+
+    try:
+        wait_for(listening)
+        time.sleep(0.5)  # the worker is idle in its 60s poll wait
+        enqueue_jsonl(pipeline, env, [email(1)])
+        wait_for(lambda: status(pipeline, env)["done"] == 1, timeout=20)
+        with admin.connect() as conn:
+            killed = conn.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = 'runner' AND datname = current_database()"
+                )
+            ).scalar()
+        assert killed
+        time.sleep(3)  # the listener notices (heartbeat), reconnects, catches up
+        enqueue_jsonl(pipeline, env, [email(2)])
+        wait_for(lambda: status(pipeline, env)["done"] == 2, timeout=20)
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        admin.dispose()
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, stderr
+    assert "action=listen_lost" in stderr
+    assert "Traceback" not in stderr

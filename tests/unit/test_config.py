@@ -170,6 +170,11 @@ GOLDEN: dict[str, list[str]] = {
         "pipelines/bad_queue_name.yaml:2:3: queues.bad';drop: invalid name \"bad';drop\"",
         'pipelines/bad_queue_name.yaml:6:12: jobs.send.queue: invalid name "bad\';drop"',
     ],
+    "unicode_names.yaml": [
+        "pipelines/unicode_names.yaml:2:3: queues.déjà-vu: invalid name 'déjà-vu'",
+        "pipelines/unicode_names.yaml:5:3: jobs.send; DELETE FROM runner_jobs: invalid name",
+        "pipelines/unicode_names.yaml:6:12: jobs.send; DELETE FROM runner_jobs.queue: invalid",
+    ],
     "idempotency_unknown_field.yaml": [
         "pipelines/idempotency_unknown_field.yaml:9:22: jobs.send.idempotency_key: field "
         "'userid' is not a property of the job's schema; did you mean 'userId'?",
