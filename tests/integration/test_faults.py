@@ -253,7 +253,8 @@ def test_listen_connection_lost_worker_reconnects_and_catches_up(
                 conn.execute(
                     sa.text(
                         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner' "
-                        "AND query LIKE 'LISTEN%' OR query = 'SELECT 1' AND application_name = 'runner'"
+                        "AND datname = current_database() "
+                        "AND query IN ('LISTEN runner_jobs', 'SELECT 1')"
                     )
                 ).scalar()
             )
