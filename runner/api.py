@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runner import errors, retry
+from runner import errors, events, retry
 from runner.config import loader, models, payloads
 from runner.config.settings import Settings
 from runner.engine import base
@@ -22,6 +23,8 @@ from runner.plugins import hookspecs, manager
 from runner.worker import loop
 
 DEFAULT_SQLITE_FILE = "runner.db"
+
+log = logging.getLogger("runner.api")
 
 
 def resolve_database_url(loaded: loader.LoadedPipeline, settings: Settings) -> str:
@@ -178,12 +181,47 @@ class Pipeline:
         try:
             ids = self.store.enqueue(rows, max_depth=queue.max_depth, dedupe=runtime.config.dedupe)
         except base.QueueFullError as exc:
+            events.emit(
+                log,
+                logging.WARNING,
+                "backpressure_refused",
+                type=job_type,
+                queue=exc.queue,
+                depth=exc.depth,
+                max_depth=exc.max_depth,
+                requested=exc.requested,
+            )
             raise errors.QueueFull(exc.queue, exc.depth, exc.max_depth, exc.requested) from None
         except base.StoreUnavailable as exc:
             raise errors.DatabaseUnavailable(
                 f"enqueue failed, nothing was enqueued: {exc}"
             ) from exc
         if ids:
+            queue_name = runtime.config.queue
+            if len(ids) == 1:
+                events.emit(
+                    log, logging.INFO, "enqueue", job_id=ids[0], type=job_type, queue=queue_name
+                )
+            else:
+                events.emit(
+                    log,
+                    logging.INFO,
+                    "enqueue",
+                    jobs=len(ids),
+                    first_id=min(ids),
+                    last_id=max(ids),
+                    type=job_type,
+                    queue=queue_name,
+                )
+                for job_id in ids:
+                    events.emit(
+                        log,
+                        logging.DEBUG,
+                        "enqueue",
+                        job_id=job_id,
+                        type=job_type,
+                        queue=queue_name,
+                    )
             loop.Hooks(self.hook).call(
                 "runner_job_enqueued", job_ids=ids, job_type=job_type, queue=runtime.config.queue
             )

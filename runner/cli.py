@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -25,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from runner import api, errors
+from runner import api, errors, events
 from runner.config import payloads
 from runner.config.durations import parse_duration
 from runner.config.settings import Settings
@@ -77,17 +76,9 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-
-
-def _load(path: str) -> api.Pipeline:
+def _load(path: str, log_format: str | None = None) -> api.Pipeline:
     settings = Settings()
-    _setup_logging(settings)
+    events.configure(log_format or settings.log_format, settings.log_level)
     return api.load(path, settings=settings)
 
 
@@ -321,9 +312,13 @@ class _ProgressPoller:
             self.thread.join(timeout=5)
 
 
-def _run_children(file: str, processes: int, until_idle: bool, grace: float | None) -> int:
+def _run_children(
+    file: str, processes: int, until_idle: bool, grace: float | None, log_format: str | None
+) -> int:
     """Supervise N worker processes; forward SIGTERM/SIGINT; exit with the worst code."""
     cmd = [sys.executable, "-m", "runner", "up", file, "--processes", "1", "--no-progress"]
+    if log_format:
+        cmd += ["--log-format", log_format]
     if until_idle:
         cmd.append("--until-idle")
     if grace is not None:
@@ -358,11 +353,24 @@ def _run_children(file: str, processes: int, until_idle: bool, grace: float | No
 @click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--grace", "grace", default=None, help="shutdown grace period, e.g. 30s")
 @click.option("--progress/--no-progress", default=True, help="progress bar with --until-idle")
+@click.option(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    default=None,
+    help="console (default) or one JSON object per line; RUNNER_LOG_FORMAT sets the default",
+)
 @handle_errors
-def up(file: str, until_idle: bool, processes: int, grace: str | None, progress: bool) -> None:
+def up(
+    file: str,
+    until_idle: bool,
+    processes: int,
+    grace: str | None,
+    progress: bool,
+    log_format: str | None,
+) -> None:
     """Run workers for every queue of the pipeline until SIGTERM/SIGINT (or idle)."""
     grace_s = _duration_option(grace)
-    pipeline = _load(file)
+    pipeline = _load(file, log_format)
     with pipeline:
         pipeline.store  # open and migrate once, before any child starts  # noqa: B018
         overrides: dict[str, Any] = {}
@@ -374,7 +382,7 @@ def up(file: str, until_idle: bool, processes: int, grace: str | None, progress:
             poller.__enter__()
         try:
             if processes > 1:
-                code = _run_children(file, processes, until_idle, grace_s)
+                code = _run_children(file, processes, until_idle, grace_s, log_format)
             else:
                 worker = pipeline.run_worker(until_idle=until_idle, **overrides)
                 code = 0

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from runner import events
 from runner.engine import tables
 from runner.engine.base import EngineOptions
 
@@ -115,11 +116,14 @@ class Listener:
                         break
                 conn.execute("SELECT 1")  # the heartbeat: notices a dead connection
             except Exception as exc:
-                log.warning(
-                    "action=listen_lost channel=%s retry_in_s=%.1f reason=%s",
-                    CHANNEL,
-                    delay,
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                events.emit(
+                    log,
+                    logging.WARNING,
+                    "listen_lost",
+                    channel=CHANNEL,
+                    retry_in_s=delay,
+                    reason=reason or type(exc).__name__,
                 )
                 if conn is not None:
                     with contextlib.suppress(Exception):

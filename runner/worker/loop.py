@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from runner import jobs, retry
+from runner import events, jobs, retry
 from runner.engine import base
 from runner.worker import execute
 
@@ -134,11 +134,13 @@ class Worker:
             except base.StoreUnavailable as exc:
                 if self._force:
                     raise
-                log.warning(
-                    "action=db_unavailable verb=%s retry_in_s=%.1f reason=%s",
-                    getattr(fn, "__name__", "?"),
-                    delay,
-                    exc,
+                events.emit(
+                    log,
+                    logging.WARNING,
+                    "db_unavailable",
+                    verb=getattr(fn, "__name__", "?"),
+                    retry_in_s=delay,
+                    reason=str(exc),
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -159,11 +161,13 @@ class Worker:
                 loop.add_signal_handler(sig, self._on_signal, sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        log.info(
-            "action=stop signal=%s in_flight=%d grace_s=%g",
-            sig.name,
-            len(self._in_flight),
-            self.options.shutdown_grace_s,
+        events.emit(
+            log,
+            logging.INFO,
+            "stop",
+            signal=sig.name,
+            in_flight=len(self._in_flight),
+            grace_s=self.options.shutdown_grace_s,
         )
         self.request_stop()
 
@@ -228,7 +232,7 @@ class Worker:
                 and not self._in_flight
                 and await self._db(self.store.pending, active_names) == 0
             ):
-                log.info("action=idle processed=%d", self.stats.processed)
+                events.emit(log, logging.INFO, "idle", processed=self.stats.processed)
                 return
             # Other workers hold the queue's slots: they free up within milliseconds.
             wait_s = SATURATED_RETRY_S if saturated else self.options.poll_interval_s
@@ -247,12 +251,15 @@ class Worker:
         for dup in result.duplicates:
             self.stats.duplicates += 1
             job = self._job(dup)
-            log.info(
-                "action=ack duplicate=true job_id=%s type=%s queue=%s attempt=%s",
-                dup.id,
-                dup.type,
-                dup.queue,
-                dup.attempt,
+            events.emit(
+                log,
+                logging.INFO,
+                "ack",
+                job_id=dup.id,
+                type=dup.type,
+                queue=dup.queue,
+                attempt=dup.attempt,
+                duplicate=True,
             )
             self.hooks.call("runner_job_acked", job=job, duration_s=0.0, duplicate=True)
         for claimed in result.jobs:
@@ -288,12 +295,14 @@ class Worker:
             job = self._job(c)
             spec = self.job_specs.get(c.type)
             self.hooks.call("runner_job_claimed", job=job)
-            log.debug(
-                "action=claim job_id=%s type=%s queue=%s attempt=%s",
-                c.id,
-                c.type,
-                c.queue,
-                c.attempt,
+            events.emit(
+                log,
+                logging.DEBUG,
+                "claim",
+                job_id=c.id,
+                type=c.type,
+                queue=c.queue,
+                attempt=c.attempt,
             )
             if spec is None or spec.handler is None:
                 error = jobs.ErrorInfo(
@@ -325,13 +334,15 @@ class Worker:
         if outcome.ok:
             if await self._ack(c):
                 self.stats.processed += 1
-                log.debug(
-                    "action=ack job_id=%s type=%s queue=%s attempt=%s duration_s=%.3f",
-                    c.id,
-                    c.type,
-                    c.queue,
-                    c.attempt,
-                    outcome.duration_s,
+                events.emit(
+                    log,
+                    logging.INFO,
+                    "ack",
+                    job_id=c.id,
+                    type=c.type,
+                    queue=c.queue,
+                    attempt=c.attempt,
+                    duration_s=outcome.duration_s,
                 )
                 self.hooks.call(
                     "runner_job_acked", job=job, duration_s=outcome.duration_s, duplicate=False
@@ -345,15 +356,17 @@ class Worker:
         if decision.action is jobs.Action.RETRY:
             if await self._db(self.store.retry, c.id, c.lease_token, error, decision.delay_s):
                 self.stats.retried += 1
-                log.info(
-                    "action=retry job_id=%s type=%s queue=%s attempt=%s/%s error=%s delay_s=%.2f",
-                    c.id,
-                    c.type,
-                    c.queue,
-                    c.attempt,
-                    c.max_attempts,
-                    error.type,
-                    decision.delay_s,
+                events.emit(
+                    log,
+                    logging.INFO,
+                    "retry",
+                    job_id=c.id,
+                    type=c.type,
+                    queue=c.queue,
+                    attempt=c.attempt,
+                    max_attempts=c.max_attempts,
+                    error=error.type,
+                    delay_s=decision.delay_s,
                 )
                 self.hooks.call(
                     "runner_job_retried", job=job, error=error, delay_s=decision.delay_s
@@ -369,16 +382,17 @@ class Worker:
         c = entry.claimed
         if await self._db(self.store.dead_letter, c.id, c.lease_token, error, entry.queue.owner):
             self.stats.dead_lettered += 1
-            log.warning(
-                "action=dead_letter job_id=%s type=%s queue=%s attempt=%s error=%s reason=%r "
-                "owner=%s",
-                c.id,
-                c.type,
-                c.queue,
-                c.attempt,
-                error.type,
-                reason,
-                entry.queue.owner,
+            events.emit(
+                log,
+                logging.WARNING,
+                "dead_letter",
+                job_id=c.id,
+                type=c.type,
+                queue=c.queue,
+                attempt=c.attempt,
+                error=error.type,
+                reason=reason,
+                owner=entry.queue.owner,
             )
             self.hooks.call(
                 "runner_job_dead_lettered",
@@ -427,14 +441,17 @@ class Worker:
 
     def _stale(self, verb: str, c: base.Claimed) -> None:
         self.stats.stale += 1
-        log.warning(
-            "action=lease_lost verb=%s job_id=%s type=%s queue=%s attempt=%s "
-            "outcome=rejected reason=lease expired and the job was taken again",
-            verb,
-            c.id,
-            c.type,
-            c.queue,
-            c.attempt,
+        events.emit(
+            log,
+            logging.WARNING,
+            "lease_lost",
+            verb=verb,
+            job_id=c.id,
+            type=c.type,
+            queue=c.queue,
+            attempt=c.attempt,
+            outcome="rejected",
+            reason="lease expired and the job was taken again",
         )
 
     # -- background duties ------------------------------------------------------------
@@ -446,14 +463,16 @@ class Worker:
         while True:
             try:
                 for r in await self._db(self.store.reap, owners):
-                    log.warning(
-                        "action=reap job_id=%s type=%s queue=%s attempt=%s/%s outcome=%s",
-                        r.id,
-                        r.type,
-                        r.queue,
-                        r.attempt,
-                        r.max_attempts,
-                        "dead_letter" if r.dead else "requeued",
+                    events.emit(
+                        log,
+                        logging.WARNING,
+                        "reap",
+                        job_id=r.id,
+                        type=r.type,
+                        queue=r.queue,
+                        attempt=r.attempt,
+                        max_attempts=r.max_attempts,
+                        outcome="dead_letter" if r.dead else "requeued",
                     )
                     if r.dead:
                         job = jobs.Job(r.id, r.type, r.queue, r.attempt, {}, r.max_attempts)
@@ -485,7 +504,7 @@ class Worker:
                 keys_before_s=self.options.idempotency_retention_s,
             )
             if deleted:
-                log.debug("action=prune deleted=%d", deleted)
+                events.emit(log, logging.DEBUG, "prune", deleted=deleted)
             if deleted < base.PRUNE_BATCH or self._stopping.is_set():
                 return
 
@@ -512,7 +531,9 @@ class Worker:
                     log.exception("action=extend_leases_failed queue=%s", queue.name)
                     continue
                 for job_id in lost:
-                    log.warning("action=lease_lost verb=extend_leases job_id=%s", job_id)
+                    events.emit(
+                        log, logging.WARNING, "lease_lost", verb="extend_leases", job_id=job_id
+                    )
 
     def _heartbeat_type(self, job_type: str) -> bool:
         spec = self.job_specs.get(job_type)
@@ -538,15 +559,18 @@ class Worker:
             try:
                 released = await asyncio.to_thread(self.store.release, c.id, c.lease_token)
             except Exception as exc:
-                log.warning("action=release_failed job_id=%s reason=%s", c.id, exc)
+                events.emit(log, logging.WARNING, "release_failed", job_id=c.id, reason=str(exc))
                 continue
             if released:
                 self.stats.released += 1
-                log.warning(
-                    "action=release job_id=%s type=%s queue=%s reason=shutdown grace period over",
-                    c.id,
-                    c.type,
-                    c.queue,
+                events.emit(
+                    log,
+                    logging.WARNING,
+                    "release",
+                    job_id=c.id,
+                    type=c.type,
+                    queue=c.queue,
+                    reason="shutdown grace period over",
                 )
         if leftover:
             self.abandoned_threads = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from runner import jobs
+from runner import events, jobs
 from runner.plugins.hookspecs import hookimpl
 
 log = logging.getLogger("runner.alerts")
@@ -14,13 +14,15 @@ log = logging.getLogger("runner.alerts")
 def runner_job_dead_lettered(
     job: jobs.Job, error: jobs.ErrorInfo, owner: str, alert: str | None
 ) -> None:
-    log.warning(
-        "action=dlq_alert job_id=%s type=%s queue=%s attempt=%s error=%s owner=%s alert=%s",
-        job.id,
-        job.type,
-        job.queue,
-        job.attempt,
-        error.type,
-        owner,
-        alert or "-",
+    events.emit(
+        log,
+        logging.WARNING,
+        "dlq_alert",
+        job_id=job.id,
+        type=job.type,
+        queue=job.queue,
+        attempt=job.attempt,
+        error=error.type,
+        owner=owner,
+        alert=alert or "-",
     )
