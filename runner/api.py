@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import getpass
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -255,6 +257,38 @@ class Pipeline:
             older_than_s=older_than_s,
             limit=limit,
         )
+
+    def operator(self) -> str:
+        """``RUNNER_OPERATOR``, or the OS user: recorded with every replay and purge."""
+        if self.settings.operator:
+            return self.settings.operator
+        try:
+            return getpass.getuser()
+        except Exception:
+            return "unknown"
+
+    def replayable(self, flt: base.DlqFilter) -> tuple[base.DlqFilter | None, list[str]]:
+        """Apply each job type's ``replay`` rule to a DLQ selection.
+
+        Explicit job ids may replay ``allowed`` and ``manual`` types; a bulk selection
+        (a filter or --all) only ``allowed`` ones. Returns the narrowed filter (None when
+        nothing may be replayed) and the types held back.
+        """
+        explicit = bool(flt.ids)
+        rules = {name: jt.replay for name, jt in self.model.jobs.items()}
+        wanted = list(flt.types) or list(rules)
+        allowed = [
+            t for t in wanted if rules[t] == "allowed" or (explicit and rules[t] == "manual")
+        ]
+        held = [t for t in wanted if t not in allowed]
+        if explicit and held:
+            blocked = self.store.dlq_list(dataclasses.replace(flt, types=held))
+            if blocked:
+                listing = ", ".join(f"{j.id} ({j.type}: replay {rules[j.type]})" for j in blocked)
+                raise errors.ReplayRefused(f"replay refused by the job type's rule: {listing}")
+        if not allowed:
+            return None, held
+        return dataclasses.replace(flt, types=allowed), held
 
     # -- workers ---------------------------------------------------------------------------
 

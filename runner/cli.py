@@ -7,6 +7,7 @@ Exit codes (sysexits): 0 ok, 2 usage, 65 invalid payload, 66 not found,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -588,17 +589,28 @@ def dlq_replay(
     """Queue dead jobs again with attempts reset (their error history is kept)."""
     pipeline = _load(file)
     with pipeline:
-        flt = _selection(pipeline, ids, select_all, queues, types, error_type, older_than)
+        selection = _selection(pipeline, ids, select_all, queues, types, error_type, older_than)
+        if ids and not pipeline.store.dlq_list(selection):
+            raise errors.NotFound(f"no dead job among {list(ids)}")
+        flt, held = pipeline.replayable(selection)
+        if held:
+            kept = pipeline.store.dlq_list(dataclasses.replace(selection, types=held))
+            if kept:
+                click.echo(
+                    f"held back {len(kept)} dead job(s) of type(s) {', '.join(held)}: their "
+                    "replay rule is manual (replay them by id) or never",
+                    err=True,
+                )
         if dry_run:
-            found = pipeline.store.dlq_list(flt)
-            if ids and not found:
-                raise errors.NotFound(f"no dead job among {list(ids)}")
+            found = pipeline.store.dlq_list(flt) if flt is not None else []
             result = {"would_replay": [j.id for j in found], "dry_run": True}
             click.echo(json.dumps(result) if as_json else f"would replay {len(found)} job(s)")
             return
-        replayed = pipeline.store.dlq_replay(flt)
-        if ids and not replayed.replayed and not replayed.skipped_pending_key:
-            raise errors.NotFound(f"no dead job among {list(ids)}")
+        replayed = (
+            pipeline.store.dlq_replay(flt, operator=pipeline.operator())
+            if flt is not None
+            else base.ReplayResult([], [])
+        )
         if as_json:
             click.echo(
                 json.dumps({"replayed": replayed.replayed, "skipped": replayed.skipped_pending_key})
@@ -644,7 +656,29 @@ def dlq_purge(
             if not sys.stdin.isatty():
                 raise click.UsageError(f"purge would delete {count} dead job(s): add --yes")
             click.confirm(f"delete {count} dead job(s) for good?", abort=True)
-        click.echo(f"purged {pipeline.store.dlq_purge(flt)} job(s)")
+        purged = pipeline.store.dlq_purge(flt, operator=pipeline.operator())
+        click.echo(f"purged {purged} job(s)")
+
+
+@dlq.command("audit")
+@click.argument("file")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def dlq_audit(file: str, limit: int, as_json: bool) -> None:
+    """Who replayed or purged dead jobs, when, and how many (newest first)."""
+    pipeline = _load(file)
+    with pipeline:
+        entries = pipeline.store.audit_log(limit)
+        if as_json:
+            click.echo(json.dumps([dataclasses.asdict(e) for e in entries]))
+            return
+        table = Table(title="DLQ audit", title_justify="left")
+        for column in ("when", "operator", "action", "jobs", "selection"):
+            table.add_column(column)
+        for e in entries:
+            table.add_row(_ts(e.at), e.operator, e.action, str(e.count), e.selection)
+        out.print(table)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ EX_NOINPUT = 66  # file, job or entry not found
 EX_UNAVAILABLE = 69  # database unreachable
 EX_SOFTWARE = 70  # internal error (a bug)
 EX_TEMPFAIL = 75  # refused by backpressure
+EX_NOPERM = 77  # refused by a job type's DLQ replay rule
 EX_CONFIG = 78  # invalid pipeline file
 
 
@@ -80,6 +81,12 @@ class NotFound(RunnerError):
     """A named thing does not exist: a file, a job type, a job id."""
 
     exit_code = EX_NOINPUT
+
+
+class ReplayRefused(RunnerError):
+    """A DLQ replay named jobs whose type forbids it (``replay: never``)."""
+
+    exit_code = EX_NOPERM
 
 
 class DatabaseUnavailable(RunnerError):

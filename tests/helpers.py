@@ -34,6 +34,7 @@ jobs:
       max: 10s
       jitter: {jitter}
       non_retryable: [InvalidAddress]
+    replay: {replay}
 """
 
 
@@ -46,6 +47,7 @@ def write_pipeline(project: Path, name: str = "test.yaml", **overrides: object) 
         "max_attempts": 3,
         "base": "100ms",
         "jitter": 0.2,
+        "replay": "allowed",
     }
     values.update(overrides)
     path = project / "pipelines" / name

@@ -105,6 +105,8 @@ class JobType(_Model):
     priority: Annotated[int, Strict()] = Field(default=0, ge=-1000, le=1000)
     """Higher runs first within a queue."""
     retry: Retry = Field(default_factory=Retry)
+    replay: Literal["allowed", "manual", "never"] = "allowed"
+    """DLQ replay rule: ``allowed`` in bulk, ``manual`` one job id at a time, ``never``."""
 
 
 class Pipeline(_Model):

@@ -27,4 +27,6 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     pool_size: int = Field(default=5, ge=1)
     log_format: Literal["console", "json"] = "console"
+    operator: str | None = None
+    """Who runs DLQ replays and purges, for the audit table (default: the OS user)."""
     log_level: str = "INFO"

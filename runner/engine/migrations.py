@@ -20,8 +20,14 @@ def _v1_initial(conn: sa.Connection) -> None:
     )
 
 
+def _v2_audit(conn: sa.Connection) -> None:
+    """Who replayed or purged which dead jobs, and when."""
+    tables.audit.create(conn)
+
+
 STEPS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
+    (2, _v2_audit),
 ]
 
 LATEST = STEPS[-1][0]

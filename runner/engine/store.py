@@ -7,6 +7,7 @@ Backend differences (clock, locking, upsert) live in ``sqlite.py`` and
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from runner import jobs as jobs_mod
 from runner.engine import base, migrations, postgres, sqlite, tables
 from runner.engine.base import (
+    AuditEntry,
     Claimed,
     ClaimResult,
     DeadJob,
@@ -674,7 +676,7 @@ class SqlStore:
             found = self._dead_jobs(conn, J.c.id == job_id, 1)
             return found[0] if found else None
 
-    def dlq_replay(self, flt: DlqFilter) -> ReplayResult:
+    def dlq_replay(self, flt: DlqFilter, *, operator: str) -> ReplayResult:
         """Queue dead jobs again with attempts reset; their error history is kept.
 
         A job whose idempotency key is pending again (a newer job holds it) is skipped.
@@ -718,9 +720,10 @@ class SqlStore:
                         dead_owner=None,
                     )
                 )
+            self._audit(conn, operator, "dlq_replay", flt, sorted(replay))
             return ReplayResult(sorted(replay), sorted(skipped))
 
-    def dlq_purge(self, flt: DlqFilter) -> int:
+    def dlq_purge(self, flt: DlqFilter, *, operator: str) -> int:
         with self._write() as conn:
             now = float(conn.scalar(sa.select(self._now())) or 0.0)
             stmt = sa.select(J.c.id).where(self._dead_where(flt, now))
@@ -730,4 +733,36 @@ class SqlStore:
             if ids:
                 conn.execute(sa.delete(E).where(E.c.job_id.in_(ids)))
                 conn.execute(sa.delete(J).where(J.c.id.in_(ids), IS_DEAD))
+            self._audit(conn, operator, "dlq_purge", flt, sorted(ids))
             return len(ids)
+
+    def _audit(
+        self, conn: sa.Connection, operator: str, action: str, flt: DlqFilter, ids: list[int]
+    ) -> None:
+        """Record who replayed or purged what, in the same transaction as the change."""
+        selection = {
+            "queues": list(flt.queues),
+            "types": list(flt.types),
+            "ids": list(flt.ids),
+            "error_type": flt.error_type,
+            "older_than_s": flt.older_than_s,
+        }
+        conn.execute(
+            sa.insert(tables.audit).values(
+                at=self._now(),
+                operator=operator[:128],
+                action=action,
+                selection=json.dumps(selection),
+                job_count=len(ids),
+                job_ids=json.dumps(ids),
+            )
+        )
+
+    def audit_log(self, limit: int) -> list[AuditEntry]:
+        A = tables.audit
+        with self._read() as conn:
+            rows = conn.execute(sa.select(A).order_by(A.c.id.desc()).limit(limit)).all()
+        return [
+            AuditEntry(r.at, r.operator, r.action, r.selection, r.job_count, json.loads(r.job_ids))
+            for r in rows
+        ]

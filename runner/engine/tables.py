@@ -92,6 +92,18 @@ queues = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
 )
 
+audit = sa.Table(
+    "runner_audit",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Column("operator", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),  # dlq_replay | dlq_purge
+    sa.Column("selection", sa.Text, nullable=False),  # the filter, as JSON
+    sa.Column("job_count", sa.Integer, nullable=False),
+    sa.Column("job_ids", sa.Text, nullable=False),  # JSON list
+)
+
 schema_version = sa.Table(
     "runner_schema_version",
     metadata,

@@ -94,7 +94,7 @@ def test_dlq_replay_runs_the_job_again(project: Path, db_url: str) -> None:
         job_id = pipeline.enqueue("email.send", email(5, "x@flaky1.example.com"))
         pipeline.run_worker(until_idle=True)
         assert pipeline.status()["mail"].dead == 1
-        replay = pipeline.store.dlq_replay(pipeline.dlq_filter(ids=[job_id]))
+        replay = pipeline.store.dlq_replay(pipeline.dlq_filter(ids=[job_id]), operator="test")
         assert replay.replayed == [job_id]
         pipeline.run_worker(until_idle=True)
         stats = pipeline.status()["mail"]

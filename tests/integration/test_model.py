@@ -161,7 +161,7 @@ class StoreMachine(RuleBasedStateMachine):
     def replay(self, data: st.DataObject) -> None:
         job = data.draw(st.sampled_from([j for j in self.jobs.values() if j.state == "dead"]))
         blocked = job.key is not None and self._pending_with_key(job.key) is not None
-        result = self.store.dlq_replay(DlqFilter(queues=[Q], ids=[job.id]))
+        result = self.store.dlq_replay(DlqFilter(queues=[Q], ids=[job.id]), operator="test")
         if blocked:
             assert result.skipped_pending_key == [job.id]
         else:

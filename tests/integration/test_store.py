@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from runner import jobs
-from runner.engine import tables
+from runner.engine import migrations, tables
 from runner.engine.base import DlqFilter, NewJob, QueueFullError
 from runner.engine.store import SqlStore
 
@@ -45,7 +45,7 @@ def claim(
 
 
 def test_migrate_is_idempotent(store: SqlStore) -> None:
-    assert store.migrate() == store.migrate() == 1
+    assert store.migrate() == store.migrate() == migrations.LATEST == 2
 
 
 def test_enqueue_claim_ack_counts_the_attempt_at_claim(store: SqlStore) -> None:
@@ -178,14 +178,14 @@ def test_dlq_replay_resets_attempts_and_purge_deletes(store: SqlStore) -> None:
         assert store.dead_letter(c.id, c.lease_token, ERR, "o")
     everything = DlqFilter(queues=[Q])
     assert len(store.dlq_list(everything)) == 3
-    result = store.dlq_replay(DlqFilter(queues=[Q], ids=[ids[0]]))
+    result = store.dlq_replay(DlqFilter(queues=[Q], ids=[ids[0]]), operator="test")
     assert result.replayed == [ids[0]]
     replayed = claim(store).jobs
     assert [(c.id, c.attempt) for c in replayed] == [(ids[0], 1)]
-    assert store.dlq_purge(DlqFilter(queues=[Q], ids=[ids[1]])) == 1
+    assert store.dlq_purge(DlqFilter(queues=[Q], ids=[ids[1]]), operator="test") == 1
     assert [d.id for d in store.dlq_list(everything)] == [ids[2]]
     assert store.get_job(ids[1]) is None
-    assert store.dlq_purge(everything) == 1
+    assert store.dlq_purge(everything, operator="test") == 1
 
 
 def test_dlq_filters_by_type_error_and_queue(store: SqlStore) -> None:
