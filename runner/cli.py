@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from runner import api, errors, events
+from runner import lint as lint_mod
 from runner.config import payloads
 from runner.config.durations import parse_duration
 from runner.config.settings import Settings
@@ -112,6 +113,59 @@ def check(file: str) -> None:
         f"ok: {file}: {len(model.queues)} queue(s), {len(model.jobs)} job type(s), "
         f"{len(pipeline.handlers)} handler(s)"
     )
+
+
+# -- lint ----------------------------------------------------------------------------------
+
+LINT_HISTORY_WINDOW_S = 7 * 86400.0
+
+
+def _history_store(pipeline: api.Pipeline) -> base.Store | None:
+    """The store, if the database already exists: lint never creates one."""
+    url = pipeline.database_url
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if not path or not Path(path).is_file():
+            return None
+    try:
+        return pipeline.store
+    except errors.DatabaseUnavailable:
+        return None
+
+
+@cli.command()
+@click.argument("file")
+@click.option("--strict", is_flag=True, help="warnings fail too (exit 1), for CI")
+@click.option("--json", "as_json", is_flag=True, help="print findings as JSON")
+@click.option(
+    "--history/--no-history",
+    default=True,
+    help="compare timeouts with processing times measured in the database",
+)
+@handle_errors
+def lint(file: str, strict: bool, as_json: bool, history: bool) -> None:
+    """Check a pipeline against the operational checklist (exit 1 on errors, or any
+    finding with --strict)."""
+    settings = Settings()
+    pipeline = api.load(file, settings=settings)
+    with pipeline:
+        store = _history_store(pipeline) if history else None
+        p95 = lint_mod.measured_p95(store, pipeline.queue_names, LINT_HISTORY_WINDOW_S)
+        findings = lint_mod.run(lint_mod.Context(pipeline.loaded, settings, p95))
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(f) for f in findings]))
+    else:
+        for finding in findings:
+            click.echo(str(finding))
+        errors_n = sum(f.severity == "error" for f in findings)
+        click.echo(
+            f"{len(findings)} finding(s): {errors_n} error(s), "
+            f"{len(findings) - errors_n} warning(s)"
+            if findings
+            else f"ok: {file}: no findings"
+        )
+    failing = [f for f in findings if f.severity == "error" or strict]
+    sys.exit(1 if failing else 0)
 
 
 # -- enqueue ------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     idempotency_retention_s: float = Field(default=30 * 86400.0, ge=0)
     status_window_s: float = Field(default=300.0, gt=0)
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    pool_size: int = Field(default=5, ge=1)
+    pool_size: int = Field(default=10, ge=1)
     log_format: Literal["console", "json"] = "console"
     operator: str | None = None
     """Who runs DLQ replays and purges, for the audit table (default: the OS user)."""
