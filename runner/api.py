@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import sqlalchemy as sa
 
 from runner import errors, events, retry
@@ -59,12 +60,13 @@ class Pipeline:
         self,
         loaded: loader.LoadedPipeline,
         settings: Settings,
-        hook: Any,
+        plugin_manager: pluggy.PluginManager,
         handlers: dict[str, hookspecs.Handler],
     ) -> None:
         self.loaded = loaded
         self.settings = settings
-        self.hook = hook
+        self.plugin_manager = plugin_manager
+        self.hook = plugin_manager.hook
         self.handlers = handlers
         self.model = loaded.model
         self.database_url = resolve_database_url(loaded, settings)
@@ -258,6 +260,13 @@ class Pipeline:
             limit=limit,
         )
 
+    def record_metrics(self) -> None:
+        """Count this process's lifecycle transitions for Prometheus (multi-process mode)."""
+        from runner import metrics
+
+        if self.plugin_manager.get_plugin("runner.metrics") is None:
+            self.plugin_manager.register(metrics.JobMetrics(), name="runner.metrics")
+
     def operator(self) -> str:
         """``RUNNER_OPERATOR``, or the OS user: recorded with every replay and purge."""
         if self.settings.operator:
@@ -366,4 +375,4 @@ def load(path: str | Path, *, settings: Settings | None = None) -> Pipeline:
         diagnostics.extend(loader.check_handlers(loaded, handlers.keys()))
     if diagnostics:
         raise errors.ConfigInvalid(diagnostics)
-    return Pipeline(loaded, settings, pm.hook, handlers)
+    return Pipeline(loaded, settings, pm, handlers)

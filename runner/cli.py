@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from rich.table import Table
 
 from runner import api, errors, events
 from runner import lint as lint_mod
+from runner import metrics as metrics_mod
 from runner.config import payloads
 from runner.config.durations import parse_duration
 from runner.config.settings import Settings
@@ -368,10 +370,17 @@ class _ProgressPoller:
 
 
 def _run_children(
-    file: str, processes: int, until_idle: bool, grace: float | None, log_format: str | None
+    file: str,
+    processes: int,
+    until_idle: bool,
+    grace: float | None,
+    log_format: str | None,
+    record_metrics: bool,
 ) -> int:
     """Supervise N worker processes; forward SIGTERM/SIGINT; exit with the worst code."""
     cmd = [sys.executable, "-m", "runner", "up", file, "--processes", "1", "--no-progress"]
+    if record_metrics:
+        cmd.append("--record-metrics")
     if log_format:
         cmd += ["--log-format", log_format]
     if until_idle:
@@ -414,6 +423,19 @@ def _run_children(
     default=None,
     help="console (default) or one JSON object per line; RUNNER_LOG_FORMAT sets the default",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="serve Prometheus metrics on this port",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="address the metrics server binds",
+)
+@click.option("--record-metrics", is_flag=True, hidden=True)
 @handle_errors
 def up(
     file: str,
@@ -422,12 +444,65 @@ def up(
     grace: str | None,
     progress: bool,
     log_format: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    record_metrics: bool,
 ) -> None:
     """Run workers for every queue of the pipeline until SIGTERM/SIGINT (or idle)."""
     grace_s = _duration_option(grace)
+    metrics_dir = metrics_mod.prepare_multiprocess_dir() if metrics_port is not None else None
+    try:
+        _up(
+            file,
+            until_idle,
+            processes,
+            grace_s,
+            progress,
+            log_format,
+            record_metrics,
+            metrics_dir,
+            metrics_host,
+            metrics_port,
+        )
+    finally:
+        if metrics_dir is not None:
+            metrics_mod.remove_multiprocess_dir(metrics_dir)
+
+
+def _serve_metrics(pipeline: api.Pipeline, host: str, port: int) -> None:
+    collector = metrics_mod.QueueCollector(
+        pipeline.store,
+        {name: q.paused for name, q in pipeline.model.queues.items()},
+        pipeline.settings.status_window_s,
+    )
+    try:
+        metrics_mod.serve(host, port, collector)
+    except OSError as exc:
+        raise click.UsageError(f"cannot serve metrics on {host}:{port}: {exc}") from None
+    events.emit(
+        logging.getLogger("runner.metrics"), logging.INFO, "metrics_serving", host=host, port=port
+    )
+
+
+def _up(
+    file: str,
+    until_idle: bool,
+    processes: int,
+    grace_s: float | None,
+    progress: bool,
+    log_format: str | None,
+    record_metrics: bool,
+    metrics_dir: str | None,
+    metrics_host: str,
+    metrics_port: int | None,
+) -> None:
     pipeline = _load(file, log_format)
+    if record_metrics or metrics_dir is not None:
+        pipeline.record_metrics()
     with pipeline:
         pipeline.store  # open and migrate once, before any child starts  # noqa: B018
+        if metrics_port is not None:
+            _serve_metrics(pipeline, metrics_host, metrics_port)
         overrides: dict[str, Any] = {}
         if grace_s is not None:
             overrides["shutdown_grace_s"] = grace_s
@@ -437,7 +512,9 @@ def up(
             poller.__enter__()
         try:
             if processes > 1:
-                code = _run_children(file, processes, until_idle, grace_s, log_format)
+                code = _run_children(
+                    file, processes, until_idle, grace_s, log_format, metrics_dir is not None
+                )
             else:
                 worker = pipeline.run_worker(until_idle=until_idle, **overrides)
                 code = 0

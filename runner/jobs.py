@@ -27,6 +27,8 @@ class Job:
     idempotency_key: str | None = None
     schema_version: int | None = None
     enqueued_at: float = 0.0
+    claimed_at: float = 0.0
+    """When this attempt was claimed (database clock, epoch seconds)."""
     lease_token: str = field(default="", repr=False)
 
 

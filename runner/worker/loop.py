@@ -286,6 +286,7 @@ class Worker:
             idempotency_key=c.idempotency_key,
             schema_version=c.schema_version,
             enqueued_at=c.enqueued_at,
+            claimed_at=c.claimed_at,
             lease_token=c.lease_token,
         )
 
