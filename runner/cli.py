@@ -23,6 +23,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -265,6 +266,7 @@ def _status_json(stats: dict[str, base.QueueStats]) -> dict[str, Any]:
                 "failure_rate": s.failure_rate,
                 "p95_s": s.p95_s,
                 "p50_s": s.p50_s,
+                "throughput_per_min": s.processed_in_window / s.window_s * 60.0,
                 "processed_in_window": s.processed_in_window,
                 "failed_in_window": s.failed_in_window,
                 "window_s": s.window_s,
@@ -284,7 +286,9 @@ def _status_table(pipeline: api.Pipeline, stats: dict[str, base.QueueStats]) -> 
         table.add_column(column, justify="left" if column == "queue" else "right")
     table.add_column("oldest", justify="right")
     table.add_column("failures", justify="right")
+    table.add_column("p50", justify="right")
     table.add_column("p95", justify="right")
+    table.add_column("done/min", justify="right")
     for name, s in stats.items():
         paused = " (paused)" if pipeline.model.queues[name].paused else ""
         table.add_row(
@@ -296,7 +300,9 @@ def _status_table(pipeline: api.Pipeline, stats: dict[str, base.QueueStats]) -> 
             str(s.dead),
             _num(s.oldest_ready_age_s, "{:.1f}s"),
             _num(None if s.failure_rate is None else s.failure_rate * 100, "{:.1f}%"),
+            _num(s.p50_s, "{:.3f}s"),
             _num(s.p95_s, "{:.3f}s"),
+            f"{s.processed_in_window / s.window_s * 60.0:.1f}",
         )
     return table
 
@@ -304,16 +310,30 @@ def _status_table(pipeline: api.Pipeline, stats: dict[str, base.QueueStats]) -> 
 @cli.command()
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
+@click.option("--watch", is_flag=True, help="refresh until Ctrl-C")
+@click.option("--interval", default="2s", show_default=True, help="refresh period with --watch")
 @handle_errors
-def status(file: str, as_json: bool) -> None:
-    """Per queue: ready, scheduled, in flight, done, dead, oldest ready age, failure rate, p95."""
+def status(file: str, as_json: bool, watch: bool, interval: str) -> None:
+    """Per queue: ready, scheduled, in flight, done, dead, oldest ready age, failure rate,
+    p50/p95 processing time and throughput, read from the database (no worker needed)."""
+    period = _duration_option(interval) or 2.0
     pipeline = _load(file)
     with pipeline:
-        stats = pipeline.status()
-        if as_json:
-            click.echo(json.dumps(_status_json(stats)))
-        else:
-            out.print(_status_table(pipeline, stats))
+        if not watch:
+            stats = pipeline.status()
+            if as_json:
+                click.echo(json.dumps(_status_json(stats)))
+            else:
+                out.print(_status_table(pipeline, stats))
+            return
+        if as_json:  # one JSON document per refresh, for piping into jq
+            while True:
+                click.echo(json.dumps(_status_json(pipeline.status())))
+                time.sleep(period)
+        with Live(_status_table(pipeline, pipeline.status()), console=out) as live:
+            while True:
+                time.sleep(period)
+                live.update(_status_table(pipeline, pipeline.status()))
 
 
 # -- up -----------------------------------------------------------------------------------
