@@ -330,7 +330,14 @@ class Pipeline:
             )
             for name, jt in self.model.jobs.items()
         }
-        return loop.Worker(self.store, queues, specs, loop.Hooks(self.hook), options)
+        alerts = [
+            loop.AlertSpec(name, rule, float(threshold), q.dlq.owner, q.dlq.alert)
+            for name, q in self.model.queues.items()
+            if q.alerts is not None
+            for rule, threshold in q.alerts.model_dump().items()
+            if threshold is not None
+        ]
+        return loop.Worker(self.store, queues, specs, loop.Hooks(self.hook), options, alerts)
 
     def worker_options(self, *, until_idle: bool = False, **overrides: Any) -> loop.WorkerOptions:
         s = self.settings
@@ -343,6 +350,8 @@ class Pipeline:
             "ack_flush_s": s.ack_flush_s,
             "done_retention_s": s.done_retention_s,
             "prune_interval_s": s.prune_interval_s,
+            "alert_interval_s": s.alert_interval_s,
+            "status_window_s": s.status_window_s,
             "idempotency_retention_s": s.idempotency_retention_s,
         }
         values.update(overrides)
@@ -375,4 +384,8 @@ def load(path: str | Path, *, settings: Settings | None = None) -> Pipeline:
         diagnostics.extend(loader.check_handlers(loaded, handlers.keys()))
     if diagnostics:
         raise errors.ConfigInvalid(diagnostics)
+    if settings.alert_webhook_url:
+        from runner.plugins.builtin.webhook import WebhookSink
+
+        pm.register(WebhookSink(settings.alert_webhook_url), name="runner.builtin.webhook")
     return Pipeline(loaded, settings, pm, handlers)

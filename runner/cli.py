@@ -558,6 +558,30 @@ def _up(
     sys.exit(code)
 
 
+# -- alerts -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("file")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def alerts(file: str, limit: int, as_json: bool) -> None:
+    """Alert firings and resolutions recorded for the pipeline's queues (newest first)."""
+    pipeline = _load(file)
+    with pipeline:
+        found = pipeline.store.alert_events(pipeline.queue_names, limit)
+        if as_json:
+            click.echo(json.dumps([dataclasses.asdict(e) for e in found]))
+            return
+        table = Table(title=f"alerts of {file}", title_justify="left")
+        for column in ("when", "queue", "rule", "state", "value", "threshold"):
+            table.add_column(column)
+        for e in found:
+            table.add_row(_ts(e.at), e.queue, e.rule, e.state, f"{e.value:g}", f"{e.threshold:g}")
+        out.print(table)
+
+
 # -- dlq ----------------------------------------------------------------------------------
 
 

@@ -182,8 +182,8 @@ def _secrets(rule: Rule, ctx: Context) -> Iterator[Finding]:
 
 def _alerts(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for name, queue in ctx.model.queues.items():
-        if not queue.dlq.alert:
-            yield ctx.finding(rule, ("queues", name, "dlq"), f"queue {name} has no alert target")
+        if queue.alerts is None:
+            yield ctx.finding(rule, ("queues", name), f"queue {name} has no alerts")
 
 
 def _replay(rule: Rule, ctx: Context) -> Iterator[Finding]:
@@ -262,7 +262,7 @@ RULES = [
         "queue-without-alerts",
         "warning",
         "a queue that alerts nobody fails silently",
-        "set dlq.alert to a channel or pager target",
+        "add alerts: (depth_above, oldest_age_above, failure_rate_above, dlq_above)",
         _alerts,
     ),
     Rule(

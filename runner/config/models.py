@@ -45,6 +45,20 @@ class DeadLetter(_Model):
     """Optional alert target handed to the ``runner_job_dead_lettered`` hook."""
 
 
+class Alerts(_Model):
+    """Thresholds evaluated by the running workers; crossing one fires an alert, falling
+    back resolves it (both through the ``runner_alert_*`` hooks, both recorded)."""
+
+    depth_above: Annotated[int, Strict()] | None = Field(default=None, ge=0)
+    """Jobs waiting (ready + scheduled)."""
+    oldest_age_above: PositiveDuration | None = None
+    """Age of the oldest ready job."""
+    failure_rate_above: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Failed attempts over finished attempts in the status window."""
+    dlq_above: Annotated[int, Strict()] | None = Field(default=None, ge=0)
+    """Jobs in the dead-letter queue."""
+
+
 class Queue(_Model):
     concurrency: Annotated[int, Strict()] = Field(default=10, ge=1, le=10_000)
     """Jobs of this queue running at once, across every worker process on the database."""
@@ -55,6 +69,7 @@ class Queue(_Model):
     dlq: DeadLetter
     paused: bool = False
     """A paused queue accepts jobs but no worker claims them."""
+    alerts: Alerts | None = None
 
 
 class Retry(_Model):

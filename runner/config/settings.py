@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     pool_size: int = Field(default=10, ge=1)
     log_format: Literal["console", "json"] = "console"
+    alert_interval_s: float = Field(default=15.0, gt=0)
+    """How often the (single, elected) evaluator checks the queues' alert thresholds."""
+    alert_webhook_url: str | None = None
+    """POST alerts and dead-lettered jobs as JSON here (built-in webhook sink)."""
     operator: str | None = None
     """Who runs DLQ replays and purges, for the audit table (default: the OS user)."""
     log_level: str = "INFO"

@@ -25,9 +25,16 @@ def _v2_audit(conn: sa.Connection) -> None:
     tables.audit.create(conn)
 
 
+def _v3_alerts(conn: sa.Connection) -> None:
+    """Alert firings and resolutions, and the lease that elects one evaluator."""
+    tables.leases.create(conn)
+    tables.alert_events.create(conn)
+
+
 STEPS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_audit),
+    (3, _v3_alerts),
 ]
 
 LATEST = STEPS[-1][0]

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from runner import jobs as jobs_mod
 from runner.engine import base, migrations, postgres, sqlite, tables
 from runner.engine.base import (
+    AlertEvent,
     AuditEntry,
     Claimed,
     ClaimResult,
@@ -757,6 +758,62 @@ class SqlStore:
                 job_ids=json.dumps(ids),
             )
         )
+
+    # -- alerts -------------------------------------------------------------------------
+
+    def try_lead(self, name: str, holder: str, lease_s: float) -> bool:
+        """Take or keep a named lease (one alert evaluator across every process)."""
+        L = tables.leases
+        with self._write() as conn:
+            now = self._now()
+            conn.execute(
+                self.backend.insert(L)
+                .values(name=name, holder="", expires_at=0.0)
+                .on_conflict_do_nothing()
+            )
+            taken = conn.execute(
+                sa.update(L)
+                .where(L.c.name == name, sa.or_(L.c.holder == holder, L.c.expires_at <= now))
+                .values(holder=holder, expires_at=now + lease_s)
+            ).rowcount
+            return taken == 1
+
+    def alert_states(self, queues: Sequence[str]) -> dict[tuple[str, str], str]:
+        """The latest state (firing or resolved) of each (queue, rule) that ever fired."""
+        A = tables.alert_events
+        with self._read() as conn:
+            latest = (
+                sa.select(sa.func.max(A.c.id))
+                .where(A.c.queue.in_(list(queues)))
+                .group_by(A.c.queue, A.c.rule)
+            )
+            rows = conn.execute(
+                sa.select(A.c.queue, A.c.rule, A.c.state).where(A.c.id.in_(latest))
+            ).all()
+        return {(r.queue, r.rule): r.state for r in rows}
+
+    def record_alert(
+        self, queue: str, rule: str, state: str, value: float, threshold: float
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                sa.insert(tables.alert_events).values(
+                    queue=queue,
+                    rule=rule,
+                    state=state,
+                    value=value,
+                    threshold=threshold,
+                    at=self._now(),
+                )
+            )
+
+    def alert_events(self, queues: Sequence[str], limit: int) -> list[AlertEvent]:
+        A = tables.alert_events
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(A).where(A.c.queue.in_(list(queues))).order_by(A.c.id.desc()).limit(limit)
+            ).all()
+        return [AlertEvent(r.queue, r.rule, r.state, r.value, r.threshold, r.at) for r in rows]
 
     def audit_log(self, limit: int) -> list[AuditEntry]:
         A = tables.audit

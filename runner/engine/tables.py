@@ -104,6 +104,27 @@ audit = sa.Table(
     sa.Column("job_ids", sa.Text, nullable=False),  # JSON list
 )
 
+leases = sa.Table(
+    "runner_leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),  # e.g. "alerts"
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+)
+
+alert_events = sa.Table(
+    "runner_alert_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("rule", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # firing | resolved
+    sa.Column("value", sa.Double, nullable=False),
+    sa.Column("threshold", sa.Double, nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+)
+sa.Index("ix_runner_alert_events_queue_rule", alert_events.c.queue, alert_events.c.rule)
+
 schema_version = sa.Table(
     "runner_schema_version",
     metadata,

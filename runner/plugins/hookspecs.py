@@ -57,3 +57,17 @@ def runner_job_dead_lettered(
     job: jobs.Job, error: jobs.ErrorInfo, owner: str, alert: str | None
 ) -> None:
     """The job reached the DLQ: notify its queue's owner (``alert`` is the queue's target)."""
+
+
+@hookspec
+def runner_alert_fired(
+    queue: str, rule: str, value: float, threshold: float, owner: str, target: str | None
+) -> None:
+    """A queue crossed an ``alerts:`` threshold (e.g. ``depth_above``); recorded already."""
+
+
+@hookspec
+def runner_alert_resolved(
+    queue: str, rule: str, value: float, threshold: float, owner: str, target: str | None
+) -> None:
+    """A firing alert's measure fell back to or below its threshold."""

@@ -51,6 +51,28 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
+class AlertSpec:
+    queue: str
+    rule: str  # depth_above | oldest_age_above | failure_rate_above | dlq_above
+    threshold: float
+    owner: str
+    target: str | None
+
+
+def alert_value(rule: str, stats: base.QueueStats) -> float:
+    """The measure an alert rule compares with its threshold."""
+    if rule == "depth_above":
+        return float(stats.ready + stats.scheduled)
+    if rule == "oldest_age_above":
+        return stats.oldest_ready_age_s or 0.0
+    if rule == "failure_rate_above":
+        return stats.failure_rate or 0.0
+    if rule == "dlq_above":
+        return float(stats.dead)
+    raise ValueError(f"unknown alert rule {rule!r}")
+
+
+@dataclass(frozen=True)
 class WorkerOptions:
     until_idle: bool = False
     poll_interval_s: float = 0.5
@@ -58,6 +80,8 @@ class WorkerOptions:
     shutdown_grace_s: float = 30.0
     reap_interval_s: float = 1.0
     prune_interval_s: float = 60.0
+    alert_interval_s: float = 15.0
+    status_window_s: float = 300.0
     ack_flush_s: float = 0.002
     done_retention_s: float = 7 * 86400.0
     idempotency_retention_s: float = 30 * 86400.0
@@ -103,7 +127,9 @@ class Worker:
         job_specs: Mapping[str, JobSpec],
         hooks: Hooks,
         options: WorkerOptions,
+        alerts: Sequence[AlertSpec] = (),
     ) -> None:
+        self.alerts = list(alerts)
         self.store = store
         self.queues = list(queues)
         self.job_specs = dict(job_specs)
@@ -180,6 +206,8 @@ class Worker:
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._ack_flusher()),
         ]
+        if self.alerts:
+            background.append(asyncio.create_task(self._alert_loop()))
         try:
             await self._claim_loop()
             await self._drain()
@@ -492,6 +520,42 @@ class Worker:
             except Exception:
                 log.exception("action=reap_failed")
             await asyncio.sleep(self.options.reap_interval_s)
+
+    async def _alert_loop(self) -> None:
+        """Evaluate alert thresholds while this process holds the evaluator lease."""
+        lease_s = self.options.alert_interval_s * 3
+        while True:
+            try:
+                if await self._db(self.store.try_lead, "alerts", self.options.worker_id, lease_s):
+                    await self._evaluate_alerts()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("action=alerts_failed")
+            await asyncio.sleep(self.options.alert_interval_s)
+
+    async def _evaluate_alerts(self) -> None:
+        names = sorted({a.queue for a in self.alerts})
+        stats = await self._db(self.store.stats, names, self.options.status_window_s)
+        states = await self._db(self.store.alert_states, names)
+        for spec in self.alerts:
+            value = alert_value(spec.rule, stats[spec.queue])
+            firing = value > spec.threshold
+            if firing == (states.get((spec.queue, spec.rule)) == "firing"):
+                continue
+            state = "firing" if firing else "resolved"
+            await self._db(
+                self.store.record_alert, spec.queue, spec.rule, state, value, spec.threshold
+            )
+            self.hooks.call(
+                "runner_alert_fired" if firing else "runner_alert_resolved",
+                queue=spec.queue,
+                rule=spec.rule,
+                value=value,
+                threshold=spec.threshold,
+                owner=spec.owner,
+                target=spec.target,
+            )
 
     async def _prune(self) -> None:
         """Delete succeeded jobs past their retention, a batch at a time, so the table stays

@@ -47,7 +47,7 @@ EXPECTED = {
     "R005": (4, 18),  # concurrency 50 above the pool
     "R006": (12, 13),  # no business id (and, at the job, no schema_version)
     "R007": (12, 13),  # secret-looking property in the schema
-    "R008": (7, 7),  # no alert target (at the dlq mapping)
+    "R008": (4, 5),  # no alerts (at the queue)
     "R009": (10, 5),  # replay allowed without an idempotency key (at the job)
 }
 

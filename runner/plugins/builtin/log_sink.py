@@ -26,3 +26,37 @@ def runner_job_dead_lettered(
         owner=owner,
         alert=alert or "-",
     )
+
+
+@hookimpl
+def runner_alert_fired(
+    queue: str, rule: str, value: float, threshold: float, owner: str, target: str | None
+) -> None:
+    events.emit(
+        log,
+        logging.WARNING,
+        "alert_fired",
+        queue=queue,
+        rule=rule,
+        value=value,
+        threshold=threshold,
+        owner=owner,
+        target=target or "-",
+    )
+
+
+@hookimpl
+def runner_alert_resolved(
+    queue: str, rule: str, value: float, threshold: float, owner: str, target: str | None
+) -> None:
+    events.emit(
+        log,
+        logging.INFO,
+        "alert_resolved",
+        queue=queue,
+        rule=rule,
+        value=value,
+        threshold=threshold,
+        owner=owner,
+        target=target or "-",
+    )
