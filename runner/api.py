@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import getpass
 import logging
@@ -185,6 +186,8 @@ class Pipeline:
         try:
             ids = self.store.enqueue(rows, max_depth=queue.max_depth, dedupe=runtime.config.dedupe)
         except base.QueueFullError as exc:
+            with contextlib.suppress(base.StoreUnavailable):
+                self.store.count(exc.queue, job_type, "backpressure_refused", len(rows))
             events.emit(
                 log,
                 logging.WARNING,

@@ -98,7 +98,7 @@ class QueueCollector:
         self.window_s = window_s
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         families = {
             "ready": GaugeMetricFamily(
@@ -122,10 +122,19 @@ class QueueCollector:
                 "runner_queue_paused", "1 when the queue is paused", labels=["queue"]
             ),
         }
+        refused = CounterMetricFamily(
+            "runner_jobs_backpressure_refused",
+            "Jobs refused at enqueue because the queue was at max_depth",
+            labels=["queue", "type"],
+        )
         try:
             stats = self.store.stats(list(self.queues), self.window_s)
+            counted = self.store.counters(list(self.queues))
         except base.StoreUnavailable:
             return
+        for queue, job_type, name, value in counted:
+            if name == "backpressure_refused":
+                refused.add_metric([queue, job_type], value)
         for name, s in stats.items():
             families["ready"].add_metric([name], s.ready)
             families["scheduled"].add_metric([name], s.scheduled)
@@ -134,6 +143,7 @@ class QueueCollector:
             families["oldest"].add_metric([name], s.oldest_ready_age_s or 0.0)
             families["paused"].add_metric([name], 1.0 if self.queues[name] else 0.0)
         yield from families.values()
+        yield refused
 
 
 def serve(host: str, port: int, collector: QueueCollector) -> Any:

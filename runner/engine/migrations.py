@@ -26,9 +26,11 @@ def _v2_audit(conn: sa.Connection) -> None:
 
 
 def _v3_alerts(conn: sa.Connection) -> None:
-    """Alert firings and resolutions, and the lease that elects one evaluator."""
+    """Alert firings and resolutions, the lease that elects one evaluator, and counters
+    of events that happen outside workers (backpressure refusals at producers)."""
     tables.leases.create(conn)
     tables.alert_events.create(conn)
+    tables.counters.create(conn)
 
 
 STEPS: list[tuple[int, Callable[[sa.Connection], None]]] = [

@@ -759,6 +759,30 @@ class SqlStore:
             )
         )
 
+    # -- counters -----------------------------------------------------------------------
+
+    def count(self, queue: str, job_type: str, name: str, n: int) -> None:
+        """Add to a durable counter (for events no worker sees, like producer refusals)."""
+        C = tables.counters
+        with self._write() as conn:
+            stmt = self.backend.insert(C).values(queue=queue, type=job_type, name=name, value=n)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[C.c.queue, C.c.type, C.c.name],
+                    set_={"value": C.c.value + n},
+                )
+            )
+
+    def counters(self, queues: Sequence[str]) -> list[tuple[str, str, str, int]]:
+        C = tables.counters
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(C.c.queue, C.c.type, C.c.name, C.c.value).where(
+                    C.c.queue.in_(list(queues))
+                )
+            ).all()
+        return [(r.queue, r.type, r.name, int(r.value)) for r in rows]
+
     # -- alerts -------------------------------------------------------------------------
 
     def try_lead(self, name: str, holder: str, lease_s: float) -> bool:

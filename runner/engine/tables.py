@@ -125,6 +125,15 @@ alert_events = sa.Table(
 )
 sa.Index("ix_runner_alert_events_queue_rule", alert_events.c.queue, alert_events.c.rule)
 
+counters = sa.Table(
+    "runner_counters",
+    metadata,
+    sa.Column("queue", sa.String(64), primary_key=True),
+    sa.Column("type", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),  # e.g. backpressure_refused
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
 schema_version = sa.Table(
     "runner_schema_version",
     metadata,

@@ -88,9 +88,26 @@ def test_metrics_during_a_real_drain_match_known_counts(project: Path, db_url: s
     assert worker.returncode == 0, stderr
 
 
-def test_metrics_bind_loopback_by_default(project: Path, db_url: str) -> None:
+def test_metrics_bind_loopback_and_count_producer_refusals(project: Path, db_url: str) -> None:
     env = cli_env(db_url)
-    pipeline = str(write_pipeline(project))
+    pipeline = str(write_pipeline(project, max_depth=1))
+    assert (
+        run_cli(
+            "enqueue", pipeline, "email.send", "--payload", json.dumps(email(1)), env=env
+        ).returncode
+        == 0
+    )
+    assert (
+        run_cli(
+            "enqueue", pipeline, "email.send", "--payload", json.dumps(email(2)), env=env
+        ).returncode
+        == 75
+    )
+    batch = "\n".join(json.dumps(email(i)) for i in range(3, 6))
+    assert (
+        run_cli("enqueue", pipeline, "email.send", "--jsonl", "-", env=env, input=batch).returncode
+        == 75
+    )
     port = free_port()
     worker = start_cli("up", pipeline, "--metrics-port", str(port), env=env)
     try:
@@ -101,6 +118,9 @@ def test_metrics_bind_loopback_by_default(project: Path, db_url: str) -> None:
                 break
             except OSError:
                 time.sleep(0.2)
+        samples = scrape(port)
+        refused = 'runner_jobs_backpressure_refused_total{queue="mail",type="email.send"}'
+        assert samples[refused] == 4  # counted in the database, seen from the worker host
         with socket.socket() as probe:
             probe.bind(("127.0.0.2", port))  # only 127.0.0.1 is taken
     finally:
