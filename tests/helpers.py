@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,15 +86,48 @@ def run_cli(
     )
 
 
-def start_cli(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "runner", *args],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+class Proc:
+    """A running ``runner`` process whose output goes to files, so a chatty worker never
+    blocks on a full pipe while the test polls something else."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path | None) -> None:
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115 (closed by communicate)
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 (closed by communicate)
+        self.popen = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._out, stderr=self._err)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.popen.wait(timeout)
+
+    def send_signal(self, sig: int) -> None:
+        self.popen.send_signal(sig)
+
+    def kill(self) -> None:
+        self.popen.kill()
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Wait for the process, then return its stdout and stderr."""
+        self.popen.wait(timeout)
+        texts = []
+        for handle in (self._out, self._err):
+            handle.seek(0)
+            texts.append(handle.read().decode(errors="replace"))
+            handle.close()
+        return texts[0], texts[1]
+
+
+def start_cli(*args: str, env: dict[str, str], cwd: Path | None = None) -> Proc:
+    return Proc([sys.executable, "-m", "runner", *args], env, cwd)
 
 
 @dataclass(frozen=True)
