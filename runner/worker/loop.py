@@ -50,6 +50,11 @@ class JobSpec:
     heartbeat: bool = False
 
 
+def _identity(c: base.Claimed) -> dict[str, Any]:
+    """The fields every job event carries (never the payload)."""
+    return {"job_id": c.id, "type": c.type, "queue": c.queue, "attempt": c.attempt}
+
+
 @dataclass(frozen=True)
 class AlertSpec:
     queue: str
@@ -328,10 +333,7 @@ class Worker:
                 log,
                 logging.DEBUG,
                 "claim",
-                job_id=c.id,
-                type=c.type,
-                queue=c.queue,
-                attempt=c.attempt,
+                **_identity(c),
             )
             if spec is None or spec.handler is None:
                 error = jobs.ErrorInfo(
@@ -367,10 +369,7 @@ class Worker:
                     log,
                     logging.INFO,
                     "ack",
-                    job_id=c.id,
-                    type=c.type,
-                    queue=c.queue,
-                    attempt=c.attempt,
+                    **_identity(c),
                     duration_s=outcome.duration_s,
                 )
                 self.hooks.call(
@@ -389,10 +388,7 @@ class Worker:
                     log,
                     logging.INFO,
                     "retry",
-                    job_id=c.id,
-                    type=c.type,
-                    queue=c.queue,
-                    attempt=c.attempt,
+                    **_identity(c),
                     max_attempts=c.max_attempts,
                     error=error.type,
                     delay_s=decision.delay_s,
@@ -415,10 +411,7 @@ class Worker:
                 log,
                 logging.WARNING,
                 "dead_letter",
-                job_id=c.id,
-                type=c.type,
-                queue=c.queue,
-                attempt=c.attempt,
+                **_identity(c),
                 error=error.type,
                 reason=reason,
                 owner=entry.queue.owner,
@@ -475,10 +468,7 @@ class Worker:
             logging.WARNING,
             "lease_lost",
             verb=verb,
-            job_id=c.id,
-            type=c.type,
-            queue=c.queue,
-            attempt=c.attempt,
+            **_identity(c),
             outcome="rejected",
             reason="lease expired and the job was taken again",
         )
