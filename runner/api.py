@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import getpass
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,11 +110,11 @@ class Pipeline:
                 base.EngineOptions(
                     pool_size=self.settings.pool_size,
                     sqlite_synchronous=self.settings.sqlite_synchronous,
+                    sqlite_worker_synchronous=self.settings.sqlite_worker_synchronous,
                 ),
             )
             try:
-                store.migrate()
-                store.ensure_queues(self.queue_names)
+                self._open(store)
             except base.StoreUnavailable as exc:
                 store.dispose()
                 raise errors.DatabaseUnavailable(
@@ -124,6 +125,19 @@ class Pipeline:
                 raise errors.DatabaseUnavailable(str(exc)) from exc
             self._store = store
         return self._store
+
+    def _open(self, store: SqlStore) -> None:
+        """Migrate and register the queues; a connection lost on the way (a restarting
+        server, a killed backend) is retried twice before the database counts as down."""
+        for delay in (0.2, 0.5, None):
+            try:
+                store.migrate()
+                store.ensure_queues(self.queue_names)
+                return
+            except base.StoreUnavailable:
+                if delay is None:
+                    raise
+                time.sleep(delay)
 
     def close(self) -> None:
         if self._store is not None:

@@ -17,7 +17,8 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
     poll_interval_s: float = Field(default=0.5, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
-    claim_batch: int = Field(default=32, ge=1, le=1000)
+    claim_batch: int = Field(default=100, ge=1, le=1000)
+    """The most jobs one claim leases ahead of a worker's free slots (fewer for slow jobs)."""
     reap_interval_s: float = Field(default=1.0, gt=0)
     ack_flush_s: float = Field(default=0.002, ge=0)
     done_retention_s: float = Field(default=7 * 86400.0, ge=0)
@@ -25,6 +26,9 @@ class Settings(BaseSettings):
     idempotency_retention_s: float = Field(default=30 * 86400.0, ge=0)
     status_window_s: float = Field(default=300.0, gt=0)
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    """SQLite sync for enqueues and operator actions: FULL survives a power loss."""
+    sqlite_worker_synchronous: Literal["FULL", "NORMAL"] = "NORMAL"
+    """SQLite sync for claims and acks: NORMAL may redeliver the last jobs after a power loss."""
     pool_size: int = Field(default=10, ge=1)
     log_format: Literal["console", "json"] = "console"
     alert_interval_s: float = Field(default=15.0, gt=0)

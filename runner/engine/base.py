@@ -13,6 +13,35 @@ PRUNE_BATCH = 5_000
 """The most succeeded jobs one ``prune`` call deletes."""
 
 
+def fair_shares(concurrency: int, wanted: Mapping[str, int]) -> dict[str, int]:
+    """Split a queue's concurrency among live workers: one slot at a time, in worker
+    order, never more than a worker wants. Every worker computes the same split."""
+    shares = dict.fromkeys(wanted, 0)
+    left = concurrency
+    hungry = sorted(w for w, n in wanted.items() if n > 0)
+    while left > 0 and hungry:
+        per = max(1, left // len(hungry))
+        for worker in list(hungry):
+            give = min(per, wanted[worker] - shares[worker], left)
+            shares[worker] += give
+            left -= give
+            if shares[worker] >= wanted[worker]:
+                hungry.remove(worker)
+            if left == 0:
+                break
+    return shares
+
+
+@dataclass(frozen=True)
+class Slots:
+    """A worker's lease on part of a queue's concurrency."""
+
+    held: int
+    """Handlers of this queue the worker may run at once, until the lease expires."""
+    share: int
+    """Its fair share; ``held`` is lower while other workers still hold the difference."""
+
+
 @dataclass(frozen=True)
 class NewJob:
     queue: str
@@ -155,8 +184,26 @@ class Store(Protocol):
         self, new: Sequence[NewJob], *, max_depth: int | None, dedupe: bool
     ) -> list[int]: ...
     def claim(
-        self, queue: str, *, limit: int, concurrency: int, lease_s: float, worker: str
+        self,
+        queue: str,
+        *,
+        limit: int,
+        lease_s: float,
+        worker: str,
+        concurrency: int | None = None,
     ) -> ClaimResult: ...
+    def acquire_slots(
+        self,
+        queue: str,
+        worker: str,
+        *,
+        wanted: int,
+        executing: int,
+        concurrency: int,
+        ttl_s: float,
+    ) -> Slots: ...
+    def release_slots(self, worker: str, queues: Sequence[str]) -> None: ...
+    def release_many(self, leases: Sequence[tuple[int, str]]) -> set[int]: ...
     def extend_leases(self, leases: Sequence[tuple[int, str]], lease_s: float) -> set[int]: ...
     def ack(self, job_id: int, token: str, idempotency_key: str | None) -> bool: ...
     def ack_many(self, acks: Sequence[tuple[int, str, str | None]]) -> set[int]: ...
@@ -205,4 +252,7 @@ class QueueFullError(Exception):
 class EngineOptions:
     pool_size: int = 5
     sqlite_synchronous: str = "FULL"
+    """Producer and operator commits (an accepted job survives a power loss)."""
+    sqlite_worker_synchronous: str = "NORMAL"
+    """Claims and acks: a power loss may undo the last ones, which only redelivers jobs."""
     application_name: str = "runner"

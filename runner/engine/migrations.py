@@ -33,10 +33,17 @@ def _v3_alerts(conn: sa.Connection) -> None:
     tables.counters.create(conn)
 
 
+def _v4_slots(conn: sa.Connection) -> None:
+    """A queue's concurrency as leased slots: workers prefetch many jobs per claim and
+    run at most their slots of them at once."""
+    tables.slots.create(conn)
+
+
 STEPS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_audit),
     (3, _v3_alerts),
+    (4, _v4_slots),
 ]
 
 LATEST = STEPS[-1][0]

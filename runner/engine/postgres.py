@@ -64,6 +64,15 @@ def lock_migrations(conn: sa.Connection) -> None:
 CHANNEL = "runner_jobs"
 
 
+def begin_raw(cursor: Any, info: dict[str, Any], synchronous: str) -> None:
+    """psycopg begins a transaction with the first statement."""
+
+
+def notify_column(queue: sa.ColumnElement[str]) -> sa.ColumnElement[Any] | None:
+    """A NOTIFY sent from the INSERT's RETURNING list: no extra round trip per enqueue."""
+    return sa.func.pg_notify(CHANNEL, queue)
+
+
 def notify(conn: sa.Connection, queues: set[str]) -> None:
     """Announce new jobs; delivered when the enqueue transaction commits (a hint only)."""
     for queue in sorted(queues):

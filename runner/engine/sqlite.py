@@ -8,6 +8,9 @@ execution option) begin deferred so status never blocks writers.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,25 +32,48 @@ def create_engine(url: sa.URL, options: EngineOptions) -> sa.Engine:
         max_overflow=options.pool_size,
         pool_pre_ping=False,
     )
-    synchronous = options.sqlite_synchronous
+    durable = options.sqlite_synchronous
+    relaxed = options.sqlite_worker_synchronous
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous}")  # value from a Literal setting
+        cursor.execute(f"PRAGMA synchronous={durable}")  # value from a Literal setting
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+        _record.info["synchronous"] = durable
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        if conn.get_execution_options().get("readonly"):
+        opts = conn.get_execution_options()
+        if opts.get("readonly"):
             conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        # Per transaction: a worker's commits (claims, acks) may skip the fsync; the
+        # next durable commit on the file syncs the whole WAL, theirs included.
+        wanted = relaxed if opts.get("worker") else durable
+        info = conn.connection.info
+        if info.get("synchronous") != wanted:
+            conn.exec_driver_sql(f"PRAGMA synchronous={wanted}")  # a Literal setting
+            info["synchronous"] = wanted
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def begin_raw(cursor: Any, info: dict[str, Any], synchronous: str) -> None:
+    """Begin a durable writing transaction on a raw DBAPI connection (see prepared.py)."""
+    if info.get("synchronous") != synchronous:
+        cursor.execute(f"PRAGMA synchronous={synchronous}")  # a Literal setting
+        info["synchronous"] = synchronous
+    cursor.execute("BEGIN IMMEDIATE")
+
+
+def notify_column(queue: sa.ColumnElement[str]) -> sa.ColumnElement[Any] | None:
+    """No notifications on SQLite: workers watch the file's data version."""
+    return None
 
 
 def now() -> sa.ColumnElement[float]:
@@ -70,3 +96,37 @@ def lock_migrations(conn: sa.Connection) -> None:
 
 def notify(conn: sa.Connection, queues: set[str]) -> None:
     """No notifications on SQLite: workers poll."""
+
+
+class DataVersionWatcher:
+    """Wakes a worker within milliseconds of a commit by any other connection to the file.
+
+    SQLite has no notifications; ``PRAGMA data_version`` changes whenever another
+    connection commits, and reading it takes no lock and no disk I/O, so polling it every
+    couple of milliseconds costs next to nothing. A wake is a hint: claims still decide.
+    """
+
+    def __init__(self, path: str, interval_s: float = 0.002) -> None:
+        self.path = path
+        self.interval_s = interval_s
+
+    def run(self, queues: set[str], wake: Callable[[], None], stop: threading.Event) -> None:
+        conn: sqlite3.Connection | None = None
+        last: int | None = None
+        while not stop.is_set():
+            try:
+                if conn is None:
+                    conn = sqlite3.connect(self.path, timeout=1.0, isolation_level=None)
+                version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.Error:
+                if conn is not None:
+                    conn.close()
+                conn, last = None, None
+                stop.wait(0.5)
+                continue
+            if last is not None and version != last:
+                wake()
+            last = version
+            stop.wait(self.interval_s)
+        if conn is not None:
+            conn.close()

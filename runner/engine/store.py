@@ -32,8 +32,10 @@ from runner.engine.base import (
     QueueStats,
     Reaped,
     ReplayResult,
+    Slots,
     StoreUnavailable,
 )
+from runner.engine.prepared import Prepared, raw_transaction
 
 J = tables.jobs
 E = tables.job_errors
@@ -109,6 +111,31 @@ def _claimed(row: sa.Row[Any]) -> Claimed:
     )
 
 
+_NEW_JOB_KEYS = (
+    "queue",
+    "type",
+    "state",
+    "priority",
+    "payload",
+    "schema_version",
+    "max_attempts",
+    "idempotency_key",
+)
+
+
+def _new_job_params(job: NewJob) -> dict[str, Any]:
+    return {
+        "queue": job.queue,
+        "type": job.type,
+        "state": "queued",
+        "priority": job.priority,
+        "payload": job.payload_json,
+        "schema_version": job.schema_version,
+        "max_attempts": job.max_attempts,
+        "idempotency_key": job.idempotency_key,
+    }
+
+
 def _error_text(error: jobs_mod.ErrorInfo) -> tuple[str, str, str]:
     return (
         error.type[:256],
@@ -133,13 +160,46 @@ class SqlStore:
         self.options = options or EngineOptions()
         self.engine = self.backend.create_engine(self.url, self.options)
         self._now = self.backend.now
+        self._prepare_hot_statements()
+
+    def _prepare_hot_statements(self) -> None:
+        """Compile once the statements of the verbs that run per job (``prepared.py``)."""
+        now = self._now()
+        returning: list[sa.ColumnElement[Any]] = [J.c.id]
+        notify = self.backend.notify_column(J.c.queue)
+        if notify is not None:
+            returning.append(notify)
+        self._insert_one = Prepared(
+            sa.insert(J).values(enqueued_at=now, run_at=now).returning(*returning),
+            self.engine,
+            _NEW_JOB_KEYS,
+        )
+        self._queued_depth = Prepared(
+            sa.select(sa.func.count()).where(J.c.queue == sa.bindparam("queue"), IS_QUEUED),
+            self.engine,
+            ["queue"],
+        )
+
+    def _begin_durable(self, cursor: Any, info: dict[str, Any]) -> None:
+        self.backend.begin_raw(cursor, info, self.options.sqlite_synchronous)
 
     # -- connections -------------------------------------------------------------
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sa.Connection]:
+        """A transaction whose commit is durable (producers, operators, migrations)."""
         with _unavailable_on_connection_errors(), self.engine.begin() as conn:
             yield conn
+
+    @contextlib.contextmanager
+    def _work(self) -> Iterator[sa.Connection]:
+        """A worker's transaction (claims, acks, leases). On SQLite its commit is not
+        synced to disk at once: a power loss may undo the last few, which at worst
+        redelivers jobs (at-least-once holds); a crashed process loses nothing."""
+        with _unavailable_on_connection_errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(worker=True)
+            with conn.begin():
+                yield conn
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
@@ -151,10 +211,14 @@ class SqlStore:
     def dispose(self) -> None:
         self.engine.dispose()
 
-    def listener(self) -> postgres.Listener | None:
-        """A LISTEN/NOTIFY listener for early wake-ups (PostgreSQL), or None (poll only)."""
+    def listener(self) -> base.Listener | None:
+        """Early wake-ups when jobs are enqueued: LISTEN/NOTIFY on PostgreSQL, a watch on
+        the file's data version on SQLite; None for an in-memory database (poll only)."""
         if self.backend is postgres:
             return postgres.Listener(self.url, self.options)
+        path = self.url.database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            return sqlite.DataVersionWatcher(path)
         return None
 
     # -- schema ------------------------------------------------------------------
@@ -191,12 +255,23 @@ class SqlStore:
         """
         if not new:
             return []
+        if len(new) == 1 and new[0].idempotency_key is None:
+            return [self._enqueue_one(new[0], max_depth)]
         with self._write() as conn:
             if max_depth is not None:
                 self._check_depth(conn, new, max_depth)
             ids = self._insert(conn, new, dedupe)
             self.backend.notify(conn, {job.queue for job in new})
             return ids
+
+    def _enqueue_one(self, job: NewJob, max_depth: int | None) -> int:
+        """The common case (one job, no idempotency key) on prepared statements."""
+        with raw_transaction(self.engine, self._begin_durable) as tx:
+            if max_depth is not None:
+                depth = int(tx.one(self._queued_depth, {"queue": job.queue})[0])
+                if depth + 1 > max_depth:
+                    raise QueueFullError(job.queue, depth, max_depth, 1)
+            return int(tx.one(self._insert_one, _new_job_params(job))[0])
 
     def _check_depth(self, conn: sa.Connection, new: Sequence[NewJob], max_depth: int) -> None:
         wanted: dict[str, int] = {}
@@ -218,18 +293,7 @@ class SqlStore:
         plain = [i for i, j in enumerate(new) if j.idempotency_key is None or not dedupe]
         keyed = [i for i, j in enumerate(new) if j.idempotency_key is not None and dedupe]
 
-        def params(job: NewJob) -> dict[str, Any]:
-            return {
-                "queue": job.queue,
-                "type": job.type,
-                "state": "queued",
-                "priority": job.priority,
-                "payload": job.payload_json,
-                "schema_version": job.schema_version,
-                "max_attempts": job.max_attempts,
-                "idempotency_key": job.idempotency_key,
-            }
-
+        params = _new_job_params
         if plain:
             stmt = (
                 sa.insert(J)
@@ -281,20 +345,31 @@ class SqlStore:
     # -- workers -----------------------------------------------------------------
 
     def claim(
-        self, queue: str, *, limit: int, concurrency: int, lease_s: float, worker: str
+        self,
+        queue: str,
+        *,
+        limit: int,
+        lease_s: float,
+        worker: str,
+        concurrency: int | None = None,
     ) -> ClaimResult:
-        """Lease up to ``limit`` ready jobs of one queue, within its global concurrency.
+        """Lease up to ``limit`` ready jobs of one queue.
 
-        The attempt is counted here, so a handler that kills its process cannot loop
-        forever. Jobs whose idempotency key is already done are acked as duplicates.
+        Workers hold slots of the queue's concurrency (``acquire_slots``) and claim ahead
+        of them; a caller without slots passes ``concurrency`` to count leased jobs
+        instead. The attempt is counted here, so a handler that kills its process cannot
+        loop forever. Jobs whose idempotency key is already done are acked as duplicates.
         """
-        with self._write() as conn:
-            if not self.backend.lock_queue(conn, queue):
-                return ClaimResult([], [], saturated=True)
-            running = int(
-                conn.scalar(sa.select(sa.func.count()).where(J.c.queue == queue, IS_RUNNING)) or 0
-            )
-            room = min(limit, concurrency - running)
+        with self._work() as conn:
+            room = limit
+            if concurrency is not None:
+                if not self.backend.lock_queue(conn, queue):
+                    return ClaimResult([], [], saturated=True)
+                running = int(
+                    conn.scalar(sa.select(sa.func.count()).where(J.c.queue == queue, IS_RUNNING))
+                    or 0
+                )
+                room = min(limit, concurrency - running)
             if room <= 0:
                 return ClaimResult([], [], saturated=True)
             now = self._now()
@@ -344,6 +419,55 @@ class SqlStore:
         )
         return ClaimResult([c for c in claimed if c.idempotency_key not in done], duplicates)
 
+    def acquire_slots(
+        self,
+        queue: str,
+        worker: str,
+        *,
+        wanted: int,
+        executing: int,
+        concurrency: int,
+        ttl_s: float,
+    ) -> Slots:
+        """Take, keep or give back slots of a queue's concurrency, under the queue's lock.
+
+        Live workers split the concurrency fairly (``fair_shares``); a worker is granted
+        at most what the others leave free, and its row never records fewer than the
+        handlers it is still running, so the sum over live workers stays within the limit.
+        Rows of workers that stopped renewing expire after ``ttl_s``.
+        """
+        S = tables.slots
+        with self._work() as conn:
+            if not self.backend.lock_queue(conn, queue):
+                return Slots(0, 0)
+            now = float(conn.scalar(sa.select(self._now())) or 0.0)
+            conn.execute(
+                sa.delete(S).where(S.c.queue == queue, S.c.expires_at <= now, S.c.worker != worker)
+            )
+            rows = conn.execute(
+                sa.select(S.c.worker, S.c.held, S.c.wanted).where(
+                    S.c.queue == queue, S.c.worker != worker
+                )
+            ).all()
+            wants = {r.worker: int(r.wanted) for r in rows}
+            wants[worker] = wanted
+            share = base.fair_shares(concurrency, wants)[worker]
+            free = concurrency - sum(int(r.held) for r in rows)
+            held = max(0, min(share, free))
+            values = {"held": max(held, executing), "wanted": wanted, "expires_at": now + ttl_s}
+            conn.execute(
+                self.backend.insert(S)
+                .values(queue=queue, worker=worker, **values)
+                .on_conflict_do_update(index_elements=[S.c.queue, S.c.worker], set_=values)
+            )
+            return Slots(held, share)
+
+    def release_slots(self, worker: str, queues: Sequence[str]) -> None:
+        """Give every slot back (a worker that stops)."""
+        S = tables.slots
+        with self._work() as conn:
+            conn.execute(sa.delete(S).where(S.c.worker == worker, S.c.queue.in_(list(queues))))
+
     def _lease_matches(self, job_id: int, token: str) -> sa.ColumnElement[bool]:
         return sa.and_(J.c.id == job_id, IS_RUNNING, J.c.lease_token == token)
 
@@ -351,7 +475,7 @@ class SqlStore:
         """Renew leases still held; return the ids whose lease was lost."""
         if not leases:
             return set()
-        with self._write() as conn:
+        with self._work() as conn:
             kept = conn.scalars(
                 sa.update(J)
                 .where(
@@ -374,7 +498,7 @@ class SqlStore:
         """
         if not acks:
             return set()
-        with self._write() as conn:
+        with self._work() as conn:
             now = self._now()
             acked = set(
                 conn.scalars(
@@ -414,7 +538,7 @@ class SqlStore:
         )
 
     def retry(self, job_id: int, token: str, error: jobs_mod.ErrorInfo, delay_s: float) -> bool:
-        with self._write() as conn:
+        with self._work() as conn:
             changed = conn.execute(
                 sa.update(J)
                 .where(self._lease_matches(job_id, token))
@@ -432,7 +556,7 @@ class SqlStore:
             return True
 
     def dead_letter(self, job_id: int, token: str, error: jobs_mod.ErrorInfo, owner: str) -> bool:
-        with self._write() as conn:
+        with self._work() as conn:
             changed = conn.execute(
                 sa.update(J)
                 .where(self._lease_matches(job_id, token))
@@ -452,11 +576,18 @@ class SqlStore:
 
     def release(self, job_id: int, token: str) -> bool:
         """Give a leased job back at once (graceful shutdown); its attempt is refunded."""
-        with self._write() as conn:
-            return (
-                conn.execute(
+        return job_id in self.release_many([(job_id, token)])
+
+    def release_many(self, leases: Sequence[tuple[int, str]]) -> set[int]:
+        """Give leased jobs back at once (shutdown, or claimed ahead and never started);
+        their attempts are refunded. Returns the ids released (lease still held)."""
+        if not leases:
+            return set()
+        with self._work() as conn:
+            return set(
+                conn.scalars(
                     sa.update(J)
-                    .where(self._lease_matches(job_id, token))
+                    .where(IS_RUNNING, sa.tuple_(J.c.id, J.c.lease_token).in_(list(leases)))
                     .values(
                         state="queued",
                         attempt=sa.func.max(J.c.attempt - 1, 0)
@@ -466,15 +597,15 @@ class SqlStore:
                         lease_token=None,
                         lease_expires_at=None,
                     )
-                ).rowcount
-                == 1
+                    .returning(J.c.id)
+                ).all()
             )
 
     def reap(self, owners: Mapping[str, str]) -> list[Reaped]:
         """Requeue running jobs whose lease expired, or dead-letter them when out of attempts."""
         if not owners:
             return []
-        with self._write() as conn:
+        with self._work() as conn:
             now = self._now()
             expired = (
                 sa.select(J.c.id, J.c.queue, J.c.type, J.c.attempt, J.c.max_attempts)
@@ -520,7 +651,7 @@ class SqlStore:
     def prune(self, queues: Sequence[str], *, done_before_s: float, keys_before_s: float) -> int:
         """Delete up to PRUNE_BATCH succeeded jobs of these queues older than the retention,
         and old idempotency keys. Returns how many jobs were deleted."""
-        with self._write() as conn:
+        with self._work() as conn:
             now = self._now()
             old = (
                 sa.select(J.c.id)

@@ -134,6 +134,16 @@ counters = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 
+slots = sa.Table(
+    "runner_slots",
+    metadata,
+    sa.Column("queue", sa.String(64), primary_key=True),
+    sa.Column("worker", sa.String(128), primary_key=True),
+    sa.Column("held", sa.Integer, nullable=False),  # handlers it may run at once
+    sa.Column("wanted", sa.Integer, nullable=False),  # what it would run, for fair shares
+    sa.Column("expires_at", sa.Double, nullable=False),  # renewed while the worker lives
+)
+
 schema_version = sa.Table(
     "runner_schema_version",
     metadata,

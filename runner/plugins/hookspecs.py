@@ -39,7 +39,8 @@ def runner_job_enqueued(job_ids: list[int], job_type: str, queue: str) -> None:
 
 @hookspec
 def runner_job_claimed(job: jobs.Job) -> None:
-    """A worker leased the job and is about to run its handler."""
+    """A worker leased the job; its handler runs as soon as one of the queue's slots is free
+    (at once, or after the jobs this worker claimed ahead of it)."""
 
 
 @hookspec

@@ -7,7 +7,6 @@ import inspect
 import time
 import traceback
 from collections.abc import Callable, Collection
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,10 @@ class JobTimeout(Exception):
     """The handler ran past the job type's ``timeout``."""
 
 
+class HandlerFailed(Exception):
+    """A handler raised a BaseException that is not an Exception (e.g. SystemExit)."""
+
+
 def describe(exc: BaseException) -> jobs.ErrorInfo:
     """Class name, message and a truncated traceback (frames only, no locals)."""
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
@@ -46,33 +49,57 @@ def is_permanent(exc: BaseException, non_retryable: Collection[str]) -> bool:
     return False
 
 
+def failed(exc: BaseException, started: float, non_retryable: Collection[str]) -> Outcome:
+    if not isinstance(exc, Exception):  # SystemExit & co. from a handler: a failure, not an exit
+        exc = HandlerFailed(f"handler raised {type(exc).__name__}: {exc}")
+    return Outcome(
+        False, time.perf_counter() - started, describe(exc), is_permanent(exc, non_retryable)
+    )
+
+
+def timed_out(timeout_s: float, duration_s: float) -> Outcome:
+    exc = JobTimeout(f"handler ran longer than the {timeout_s:g}s timeout")
+    return Outcome(False, duration_s, describe(exc), False)
+
+
+def call(
+    handler: Callable[[jobs.Job], Any],
+    job: jobs.Job,
+    loop: asyncio.AbstractEventLoop,
+    non_retryable: Collection[str],
+    timeout_s: float,
+) -> Outcome:
+    """Call a plain handler on the current (handler) thread. The worker enforces its
+    timeout; a coroutine it returns runs on the loop."""
+    started = time.perf_counter()
+    try:
+        result = handler(job)
+        if inspect.isawaitable(result):
+            asyncio.run_coroutine_threadsafe(_awaited(result), loop).result(timeout_s)
+    except BaseException as exc:
+        return failed(exc, started, non_retryable)
+    return Outcome(True, time.perf_counter() - started)
+
+
+async def _awaited(result: Any) -> Any:
+    return await result
+
+
 async def run(
     handler: Callable[[jobs.Job], Any],
     job: jobs.Job,
     *,
     timeout_s: float,
-    executor: Executor,
     non_retryable: Collection[str],
 ) -> Outcome:
-    """Call the handler (a coroutine function on the loop, a plain one in the executor)."""
+    """Await a coroutine handler on the loop, within its timeout."""
     started = time.perf_counter()
     try:
-        if inspect.iscoroutinefunction(handler):
-            await asyncio.wait_for(handler(job), timeout_s)
-        else:
-            loop = asyncio.get_running_loop()
-            result = await asyncio.wait_for(
-                asyncio.shield(loop.run_in_executor(executor, handler, job)), timeout_s
-            )
-            if inspect.isawaitable(result):  # a plain function returning a coroutine
-                await asyncio.wait_for(result, timeout_s)
+        await asyncio.wait_for(handler(job), timeout_s)
     except TimeoutError:
-        exc = JobTimeout(f"handler ran longer than the {timeout_s:g}s timeout")
-        return Outcome(False, time.perf_counter() - started, describe(exc), False)
+        return timed_out(timeout_s, time.perf_counter() - started)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        return Outcome(
-            False, time.perf_counter() - started, describe(exc), is_permanent(exc, non_retryable)
-        )
+        return failed(exc, started, non_retryable)
     return Outcome(True, time.perf_counter() - started)

@@ -1,7 +1,10 @@
-"""The worker loop: claim within slots, execute, decide, record; reap; drain on stop.
+"""The worker: claim ahead within slots, run, decide, record; reap; drain on stop.
 
-All database work goes through the store's named verbs in a thread, so handlers
-running on the event loop are never blocked by SQL.
+A worker leases slots of each queue's concurrency (``acquire_slots``) and claims jobs ahead
+of them in batches; its lanes (``lane.py``) run them within the slots, plain handlers on
+threads that take job after job, coroutine handlers on this loop. Finished jobs come back
+in batches and their acks are committed together. All database work goes through the
+store's named verbs in a thread, so the loop is never blocked by SQL.
 """
 
 from __future__ import annotations
@@ -16,29 +19,23 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from runner import events, jobs, retry
 from runner.engine import base
 from runner.worker import execute
+from runner.worker.lane import Lane, Ready
+from runner.worker.lane import QueueSpec as QueueSpec
 
 log = logging.getLogger("runner.worker")
 
 T = TypeVar("T")
 
 SATURATED_RETRY_S = 0.05
-
-
-@dataclass(frozen=True)
-class QueueSpec:
-    name: str
-    concurrency: int
-    lease_s: float
-    paused: bool
-    owner: str
-    alert: str | None = None
+"""How soon a worker asks again for slots that another worker is about to give back."""
+WATCHDOG_S = 0.05
+"""How often handler threads are checked against their jobs' timeouts."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ def alert_value(rule: str, stats: base.QueueStats) -> float:
 class WorkerOptions:
     until_idle: bool = False
     poll_interval_s: float = 0.5
-    claim_batch: int = 32
+    claim_batch: int = 100
     shutdown_grace_s: float = 30.0
     reap_interval_s: float = 1.0
     prune_interval_s: float = 60.0
@@ -104,13 +101,6 @@ class Hooks:
             getattr(self._hook, name)(**kwargs)
         except Exception:
             log.exception("action=hook_failed hook=%s", name)
-
-
-@dataclass
-class _InFlight:
-    claimed: base.Claimed
-    queue: QueueSpec
-    task: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -141,17 +131,15 @@ class Worker:
         self.hooks = hooks
         self.options = options
         self.stats = WorkerStats()
-        self._in_flight: dict[int, _InFlight] = {}
-        self._per_queue: dict[str, int] = {q.name: 0 for q in self.queues}
+        self._lanes: dict[str, Lane] = {}
+        self._on_loop: dict[int, asyncio.Task[None]] = {}  # coroutine handlers running
+        self._recording = 0  # finished jobs whose ack, retry or dead-letter is not committed
+        self._failing: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._force = False
-        slots = sum(q.concurrency for q in self.queues if not q.paused)
-        self._executor = ThreadPoolExecutor(
-            max_workers=max(1, min(slots, 256)), thread_name_prefix="runner-handler"
-        )
         self.abandoned_threads = False
-        self._acks: list[tuple[base.Claimed, asyncio.Future[bool]]] = []
+        self._acks: list[tuple[Ready, float]] = []
         self._ack_ready = asyncio.Event()
 
     # -- database calls ------------------------------------------------------------
@@ -197,7 +185,7 @@ class Worker:
             logging.INFO,
             "stop",
             signal=sig.name,
-            in_flight=len(self._in_flight),
+            in_flight=sum(lane.executing for lane in self._lanes.values()),
             grace_s=self.options.shutdown_grace_s,
         )
         self.request_stop()
@@ -205,8 +193,16 @@ class Worker:
     async def run(self) -> int:
         """Work until stopped (or idle with ``until_idle``). Returns an exit code."""
         self._install_signals()
+        loop = asyncio.get_running_loop()
+        for q in self.queues:
+            if not q.paused:
+                self._lanes[q.name] = lane = Lane(q, loop, on_finished=lambda: None)
+                lane.on_finished = self._collector(lane)
         listening = self._start_listener()
+        await self._renew_slots()
         background = [
+            asyncio.create_task(self._slots_loop()),
+            asyncio.create_task(self._watchdog()),
             asyncio.create_task(self._reaper()),
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._ack_flusher()),
@@ -217,13 +213,21 @@ class Worker:
             await self._claim_loop()
             await self._drain()
         finally:
+            for lane in self._lanes.values():
+                lane.stop()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             if listening is not None:
                 listening[1].set()
                 await asyncio.to_thread(listening[0].join, 5)
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(
+                    self.store.release_slots, self.options.worker_id, list(self._lanes)
+                )
+            self.abandoned_threads = self.abandoned_threads or any(
+                lane.abandoned for lane in self._lanes.values()
+            )
         return 0
 
     def _start_listener(self) -> tuple[threading.Thread, threading.Event] | None:
@@ -235,7 +239,7 @@ class Worker:
         stop = threading.Event()
 
         def wake() -> None:
-            loop.call_soon_threadsafe(self._wake.set)
+            loop.call_soon_threadsafe(self._new_jobs)
 
         names = {q.name for q in self.queues if not q.paused}
         thread = threading.Thread(
@@ -244,63 +248,271 @@ class Worker:
         thread.start()
         return thread, stop
 
+    def _new_jobs(self) -> None:
+        """Jobs were enqueued (a notification): claim now, not at the next poll."""
+        for lane in self._lanes.values():
+            lane.quiet_until = 0.0
+        self._wake.set()
+
+    def _busy(self) -> bool:
+        return self._recording > 0 or any(lane.busy() for lane in self._lanes.values())
+
     async def _claim_loop(self) -> None:
-        active = [q for q in self.queues if not q.paused]
-        active_names = [q.name for q in active]
+        lanes = list(self._lanes.values())
+        batch = self.options.claim_batch
         while not self._stopping.is_set():
             self._wake.clear()
             got = 0
-            saturated = False
-            for queue in active:
-                free = queue.concurrency - self._per_queue[queue.name]
-                if free <= 0 or self._stopping.is_set():
+            for lane in lanes:
+                now = time.monotonic()
+                if self._stopping.is_set() or now >= lane.valid_until or now < lane.quiet_until:
                     continue
-                claimed, busy = await self._claim(queue, min(free, self.options.claim_batch))
+                need = lane.need(batch)
+                if need <= 0:
+                    continue
+                claimed = await self._claim(lane, need)
                 got += claimed
-                saturated = saturated or busy
+                if claimed < need:  # the queue is empty for now
+                    lane.quiet_until = time.monotonic() + self.options.poll_interval_s
             if got:
                 continue
             if (
                 self.options.until_idle
-                and not self._in_flight
-                and await self._db(self.store.pending, active_names) == 0
+                and not self._busy()
+                and await self._db(self.store.pending, list(self._lanes)) == 0
             ):
                 events.emit(log, logging.INFO, "idle", processed=self.stats.processed)
                 return
-            # Other workers hold the queue's slots: they free up within milliseconds.
-            wait_s = SATURATED_RETRY_S if saturated else self.options.poll_interval_s
+            now = time.monotonic()
+            wait_s = min(
+                [lane.quiet_until - now for lane in lanes if lane.quiet_until > now]
+                + [self.options.poll_interval_s]
+            )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait_s)
+                await asyncio.wait_for(self._wake.wait(), max(wait_s, 0.001))
 
-    async def _claim(self, queue: QueueSpec, limit: int) -> tuple[int, bool]:
+    async def _claim(self, lane: Lane, limit: int) -> int:
         result = await self._db(
             self.store.claim,
-            queue.name,
+            lane.spec.name,
             limit=limit,
-            concurrency=queue.concurrency,
-            lease_s=queue.lease_s,
+            lease_s=lane.spec.lease_s,
             worker=self.options.worker_id,
         )
         for dup in result.duplicates:
             self.stats.duplicates += 1
-            job = self._job(dup)
+            events.emit(log, logging.INFO, "ack", **_identity(dup), duplicate=True)
+            self.hooks.call("runner_job_acked", job=self._job(dup), duration_s=0.0, duplicate=True)
+        ready = []
+        for c in result.jobs:
+            job = self._job(c)
+            spec = self.job_specs.get(c.type)
+            self.hooks.call("runner_job_claimed", job=job)
+            events.emit(log, logging.DEBUG, "claim", **_identity(c))
+            if spec is None:
+                ready.append(Ready(c, job, None, 0.0))
+            else:
+                ready.append(Ready(c, job, spec.handler, spec.timeout_s, spec.policy.non_retryable))
+        lane.add(ready)
+        self._start_on_loop(lane)
+        return len(result.jobs) + len(result.duplicates)
+
+    # -- running -----------------------------------------------------------------------
+
+    def _start_on_loop(self, lane: Lane) -> None:
+        """Start coroutine jobs (and jobs of unknown types) while the lane has free slots."""
+        while (ready := lane.take_on_loop()) is not None:
+            task = asyncio.create_task(self._run_on_loop(lane, ready))
+            self._on_loop[ready.claimed.id] = task
+
+    async def _run_on_loop(self, lane: Lane, ready: Ready) -> None:
+        c = ready.claimed
+        try:
+            if ready.handler is None:
+                outcome = execute.Outcome(False, 0.0)
+            else:
+                outcome = await execute.run(
+                    ready.handler,
+                    ready.job,
+                    timeout_s=ready.timeout_s,
+                    non_retryable=ready.non_retryable,
+                )
+        except asyncio.CancelledError:
+            lane.done_on_loop(ready, execute.Outcome(False, 0.0))
+            return
+        finally:
+            self._on_loop.pop(c.id, None)
+        lane.done_on_loop(ready, outcome)
+        self._start_on_loop(lane)
+        self._wake.set()
+        self._finish(lane, ready, outcome)
+
+    def _collector(self, lane: Lane) -> Callable[[], None]:
+        def collect() -> None:
+            """On the loop: a batch of jobs finished on the lane's threads."""
+            for finished in lane.take_finished():
+                self._finish(lane, finished.ready, finished.outcome)
+            self._start_on_loop(lane)  # a thread freed a slot a coroutine job may take
+            self._wake.set()
+
+        return collect
+
+    def _finish(self, lane: Lane, ready: Ready, outcome: execute.Outcome) -> None:
+        """Record a finished job: acks are batched, failures are decided one by one."""
+        self._recording += 1
+        if outcome.ok:
+            self._acks.append((ready, outcome.duration_s))
+            self._ack_ready.set()
+            return
+        task = asyncio.create_task(self._fail(lane, ready, outcome))
+        self._failing.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._failing.discard)
+
+    async def _fail(self, lane: Lane, ready: Ready, outcome: execute.Outcome) -> None:
+        c, job = ready.claimed, ready.job
+        try:
+            spec = self.job_specs.get(c.type)
+            if spec is None or spec.handler is None:
+                error = jobs.ErrorInfo(
+                    "UnknownJobType", f"no handler for job type {c.type!r} in this pipeline"
+                )
+                await self._dead_letter(lane.spec, ready, error)
+                return
+            error = outcome.error or jobs.ErrorInfo("Error", "unknown failure")
+            self.stats.failed += 1
+            decision = retry.decide(error, outcome.permanent, spec.policy, c.attempt)
+            if decision.action is not jobs.Action.RETRY:
+                await self._dead_letter(lane.spec, ready, error, decision.reason)
+            elif await self._db(self.store.retry, c.id, c.lease_token, error, decision.delay_s):
+                self.stats.retried += 1
+                events.emit(
+                    log,
+                    logging.INFO,
+                    "retry",
+                    **_identity(c),
+                    max_attempts=c.max_attempts,
+                    error=error.type,
+                    delay_s=decision.delay_s,
+                )
+                self.hooks.call(
+                    "runner_job_retried", job=job, error=error, delay_s=decision.delay_s
+                )
+            else:
+                self._stale("retry", c)
+        except Exception:
+            log.exception("action=worker_error job_id=%s", c.id)
+        finally:
+            self._recording -= 1
+            self._wake.set()
+
+    async def _dead_letter(
+        self, queue: QueueSpec, ready: Ready, error: jobs.ErrorInfo, reason: str = ""
+    ) -> None:
+        c = ready.claimed
+        if await self._db(self.store.dead_letter, c.id, c.lease_token, error, queue.owner):
+            self.stats.dead_lettered += 1
             events.emit(
                 log,
-                logging.INFO,
-                "ack",
-                job_id=dup.id,
-                type=dup.type,
-                queue=dup.queue,
-                attempt=dup.attempt,
-                duplicate=True,
+                logging.WARNING,
+                "dead_letter",
+                **_identity(c),
+                error=error.type,
+                reason=reason,
+                owner=queue.owner,
             )
-            self.hooks.call("runner_job_acked", job=job, duration_s=0.0, duplicate=True)
-        for claimed in result.jobs:
-            entry = _InFlight(claimed, queue)
-            self._in_flight[claimed.id] = entry
-            self._per_queue[queue.name] += 1
-            entry.task = asyncio.create_task(self._process(entry))
-        return len(result.jobs) + len(result.duplicates), result.saturated
+            self.hooks.call(
+                "runner_job_dead_lettered",
+                job=ready.job,
+                error=error,
+                owner=queue.owner,
+                alert=queue.alert,
+            )
+        else:
+            self._stale("dead_letter", c)
+
+    async def _ack_flusher(self) -> None:
+        """Commit finished jobs' acks together, every ``ack_flush_s`` at most.
+
+        An ack not yet committed when the process dies means a redelivery, never a lost
+        job; the handler's slot is free already, so the next job never waits for a flush.
+        """
+        while True:
+            await self._ack_ready.wait()
+            self._ack_ready.clear()
+            if self.options.ack_flush_s:
+                await asyncio.sleep(self.options.ack_flush_s)
+            batch, self._acks = self._acks, []
+            if not batch:
+                continue
+            items = [
+                (r.claimed.id, r.claimed.lease_token, r.claimed.idempotency_key) for r, _ in batch
+            ]
+            try:
+                acked = await self._db(self.store.ack_many, items)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # not committed: the leases expire and the jobs run again
+                log.exception("action=ack_failed jobs=%d", len(batch))
+                acked = set()
+            for ready, duration_s in batch:
+                c = ready.claimed
+                if c.id not in acked:
+                    self._stale("ack", c)
+                    continue
+                self.stats.processed += 1
+                events.emit(log, logging.INFO, "ack", **_identity(c), duration_s=duration_s)
+                self.hooks.call(
+                    "runner_job_acked", job=ready.job, duration_s=duration_s, duplicate=False
+                )
+            self._recording -= len(batch)
+            self._wake.set()
+
+    async def _watchdog(self) -> None:
+        """Fail jobs whose plain handler ran past its timeout; their slots are freed."""
+        while True:
+            await asyncio.sleep(WATCHDOG_S)
+            now = time.monotonic()
+            for lane in self._lanes.values():
+                for ready in lane.expire(now):
+                    outcome = execute.timed_out(ready.timeout_s, ready.timeout_s)
+                    self._finish(lane, ready, outcome)
+                    self._wake.set()
+
+    # -- slots ------------------------------------------------------------------------
+
+    async def _renew_slots(self) -> bool:
+        """Take, keep or give back this worker's slots of each queue. True when it should
+        ask again soon (below its fair share, or still recording more than it holds)."""
+        soon = False
+        for lane in self._lanes.values():
+            draining = self._stopping.is_set()
+            asked_at = time.monotonic()
+            slots = await self._db(
+                self.store.acquire_slots,
+                lane.spec.name,
+                self.options.worker_id,
+                wanted=lane.executing if draining else lane.spec.concurrency,
+                executing=lane.reported(),
+                concurrency=lane.spec.concurrency,
+                ttl_s=lane.ttl_s,
+            )
+            lane.set_slots(slots.held, asked_at + lane.ttl_s * 0.8)
+            self._start_on_loop(lane)
+            self._wake.set()
+            soon = soon or (not draining and slots.held < slots.share) or lane.executing > lane.held
+        return soon
+
+    async def _slots_loop(self) -> None:
+        renew_s = min((lane.ttl_s for lane in self._lanes.values()), default=10.0) / 5
+        while True:
+            try:
+                soon = await self._renew_slots()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("action=slots_failed")
+                soon = False
+            await asyncio.sleep(SATURATED_RETRY_S if soon else renew_s)
 
     # -- one job -------------------------------------------------------------------------
 
@@ -322,144 +534,6 @@ class Worker:
             claimed_at=c.claimed_at,
             lease_token=c.lease_token,
         )
-
-    async def _process(self, entry: _InFlight) -> None:
-        c = entry.claimed
-        try:
-            job = self._job(c)
-            spec = self.job_specs.get(c.type)
-            self.hooks.call("runner_job_claimed", job=job)
-            events.emit(
-                log,
-                logging.DEBUG,
-                "claim",
-                **_identity(c),
-            )
-            if spec is None or spec.handler is None:
-                error = jobs.ErrorInfo(
-                    "UnknownJobType", f"no handler for job type {c.type!r} in this pipeline"
-                )
-                await self._dead_letter(entry, job, error)
-                return
-            outcome = await execute.run(
-                spec.handler,
-                job,
-                timeout_s=spec.timeout_s,
-                executor=self._executor,
-                non_retryable=spec.policy.non_retryable,
-            )
-            await self._record(entry, job, spec, outcome)
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("action=worker_error job_id=%s", c.id)
-        finally:
-            self._in_flight.pop(c.id, None)
-            self._per_queue[entry.queue.name] -= 1
-            self._wake.set()
-
-    async def _record(
-        self, entry: _InFlight, job: jobs.Job, spec: JobSpec, outcome: execute.Outcome
-    ) -> None:
-        c = entry.claimed
-        if outcome.ok:
-            if await self._ack(c):
-                self.stats.processed += 1
-                events.emit(
-                    log,
-                    logging.INFO,
-                    "ack",
-                    **_identity(c),
-                    duration_s=outcome.duration_s,
-                )
-                self.hooks.call(
-                    "runner_job_acked", job=job, duration_s=outcome.duration_s, duplicate=False
-                )
-            else:
-                self._stale("ack", c)
-            return
-        error = outcome.error or jobs.ErrorInfo("Error", "unknown failure")
-        self.stats.failed += 1
-        decision = retry.decide(error, outcome.permanent, spec.policy, c.attempt)
-        if decision.action is jobs.Action.RETRY:
-            if await self._db(self.store.retry, c.id, c.lease_token, error, decision.delay_s):
-                self.stats.retried += 1
-                events.emit(
-                    log,
-                    logging.INFO,
-                    "retry",
-                    **_identity(c),
-                    max_attempts=c.max_attempts,
-                    error=error.type,
-                    delay_s=decision.delay_s,
-                )
-                self.hooks.call(
-                    "runner_job_retried", job=job, error=error, delay_s=decision.delay_s
-                )
-            else:
-                self._stale("retry", c)
-        else:
-            await self._dead_letter(entry, job, error, decision.reason)
-
-    async def _dead_letter(
-        self, entry: _InFlight, job: jobs.Job, error: jobs.ErrorInfo, reason: str = ""
-    ) -> None:
-        c = entry.claimed
-        if await self._db(self.store.dead_letter, c.id, c.lease_token, error, entry.queue.owner):
-            self.stats.dead_lettered += 1
-            events.emit(
-                log,
-                logging.WARNING,
-                "dead_letter",
-                **_identity(c),
-                error=error.type,
-                reason=reason,
-                owner=entry.queue.owner,
-            )
-            self.hooks.call(
-                "runner_job_dead_lettered",
-                job=job,
-                error=error,
-                owner=entry.queue.owner,
-                alert=entry.queue.alert,
-            )
-        else:
-            self._stale("dead_letter", c)
-
-    async def _ack(self, c: base.Claimed) -> bool:
-        """Queue an ack for the next batch; True once committed, False if the lease was lost.
-
-        The job's slot stays taken until then: an ack not yet flushed when the process
-        dies means a redelivery, never a lost job.
-        """
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._acks.append((c, future))
-        self._ack_ready.set()
-        return await future
-
-    async def _ack_flusher(self) -> None:
-        """Commit queued acks together, every ``ack_flush_s`` at most."""
-        while True:
-            await self._ack_ready.wait()
-            self._ack_ready.clear()
-            if self.options.ack_flush_s:
-                await asyncio.sleep(self.options.ack_flush_s)
-            batch, self._acks = self._acks, []
-            if not batch:
-                continue
-            items = [(c.id, c.lease_token, c.idempotency_key) for c, _ in batch]
-            try:
-                acked = await self._db(self.store.ack_many, items)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for c, future in batch:
-                if not future.done():
-                    future.set_result(c.id in acked)
 
     def _stale(self, verb: str, c: base.Claimed) -> None:
         self.stats.stale += 1
@@ -564,31 +638,31 @@ class Worker:
                 return
 
     async def _heartbeat(self) -> None:
-        """Renew leases of heartbeat job types always, and of every in-flight job while draining."""
+        """Renew leases of jobs claimed ahead and of heartbeat job types always, and of
+        every running job while draining."""
         interval = max(0.05, min((q.lease_s for q in self.queues), default=30.0) / 3)
         while True:
             await asyncio.sleep(interval)
             draining = self._stopping.is_set()
-            for queue in self.queues:
-                leases = [
-                    (e.claimed.id, e.claimed.lease_token)
-                    for e in list(self._in_flight.values())
-                    if e.queue.name == queue.name
-                    and (draining or self._heartbeat_type(e.claimed.type))
-                ]
+            for lane in list(self._lanes.values()):
+                leases = lane.leases(
+                    lambda r: draining or self._heartbeat_type(r.claimed.type)  # noqa: B023
+                )
                 if not leases:
                     continue
                 try:
-                    lost = await self._db(self.store.extend_leases, leases, queue.lease_s)
+                    lost = await self._db(self.store.extend_leases, leases, lane.spec.lease_s)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("action=extend_leases_failed queue=%s", queue.name)
+                    log.exception("action=extend_leases_failed queue=%s", lane.spec.name)
                     continue
                 for job_id in lost:
                     events.emit(
                         log, logging.WARNING, "lease_lost", verb="extend_leases", job_id=job_id
                     )
+                if lost:  # never start a job whose lease is gone
+                    lane.drop(lost)
 
     def _heartbeat_type(self, job_type: str) -> bool:
         spec = self.job_specs.get(job_type)
@@ -597,26 +671,41 @@ class Worker:
     # -- shutdown -------------------------------------------------------------------------
 
     async def _drain(self) -> None:
-        """Let in-flight jobs finish within the grace period, then release the rest at once."""
-        tasks = [e.task for e in self._in_flight.values() if e.task is not None]
-        if not tasks:
-            return
-        deadline = time.monotonic() + self.options.shutdown_grace_s
-        while self._in_flight and not self._force and time.monotonic() < deadline:
-            pending = [e.task for e in self._in_flight.values() if e.task is not None]
-            await asyncio.wait(pending, timeout=min(0.2, max(0.0, deadline - time.monotonic())))
-        leftover = list(self._in_flight.values())
-        for entry in leftover:
-            if entry.task is not None:
-                entry.task.cancel()
-        for entry in leftover:
-            c = entry.claimed
+        """Give back jobs claimed ahead at once; let running jobs finish within the grace
+        period, then release the rest at once."""
+        for lane in self._lanes.values():
+            left = lane.stop()
+            if not left:
+                continue
+            leases = [(r.claimed.id, r.claimed.lease_token) for r in left]
             try:
-                released = await asyncio.to_thread(self.store.release, c.id, c.lease_token)
+                released = await asyncio.to_thread(self.store.release_many, leases)
+            except Exception as exc:
+                events.emit(log, logging.WARNING, "release_failed", reason=str(exc))
+                continue
+            self.stats.released += len(released)
+            events.emit(
+                log,
+                logging.INFO,
+                "release",
+                queue=lane.spec.name,
+                jobs=len(released),
+                reason="claimed ahead, not started before stop",
+            )
+        deadline = time.monotonic() + self.options.shutdown_grace_s
+        while self._busy() and not self._force and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        leftover = [run.ready for lane in self._lanes.values() for run in lane.running_jobs()]
+        for task in list(self._on_loop.values()):
+            task.cancel()
+        for ready in leftover:
+            c = ready.claimed
+            try:
+                released_one = await asyncio.to_thread(self.store.release, c.id, c.lease_token)
             except Exception as exc:
                 events.emit(log, logging.WARNING, "release_failed", job_id=c.id, reason=str(exc))
                 continue
-            if released:
+            if released_one:
                 self.stats.released += 1
                 events.emit(
                     log,
@@ -629,6 +718,3 @@ class Worker:
                 )
         if leftover:
             self.abandoned_threads = True
-            await asyncio.gather(
-                *(e.task for e in leftover if e.task is not None), return_exceptions=True
-            )

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from runner import jobs
 from runner.engine import migrations, tables
-from runner.engine.base import DlqFilter, NewJob, QueueFullError
+from runner.engine.base import DlqFilter, NewJob, QueueFullError, Slots
 from runner.engine.store import SqlStore
 
 Q = "q1"
@@ -269,3 +269,79 @@ def test_concurrent_claimers_never_share_a_job_or_exceed_the_limit(store: SqlSto
     assert not errors, errors
     assert len(seen) == total and len(set(seen)) == total
     assert store.stats([Q], 300)[Q].done == total
+
+
+def slots(store: SqlStore, worker: str, *, executing: int = 0, wanted: int = 4, ttl: float = 30):
+    return store.acquire_slots(
+        Q, worker, wanted=wanted, executing=executing, concurrency=4, ttl_s=ttl
+    )
+
+
+def recorded(store: SqlStore) -> dict[str, int]:
+    S = tables.slots
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(S.c.worker, S.c.held).where(S.c.queue == Q)).all()
+    return {r.worker: int(r.held) for r in rows}
+
+
+def test_slots_are_shared_fairly_and_never_sum_above_the_concurrency(store: SqlStore) -> None:
+    assert slots(store, "a") == Slots(held=4, share=4)  # alone: all of it
+    assert slots(store, "b") == Slots(held=0, share=2)  # a still holds everything
+    # a renews while 3 of its handlers still run: its share is 2, its row keeps 3
+    assert slots(store, "a", executing=3) == Slots(held=2, share=2)
+    assert recorded(store) == {"a": 3, "b": 0}
+    assert slots(store, "b") == Slots(held=1, share=2)
+    assert slots(store, "a", executing=1) == Slots(held=2, share=2)
+    assert slots(store, "b") == Slots(held=2, share=2)
+    assert sum(recorded(store).values()) == 4
+    # a stopping worker wants only what it still runs; the other takes the rest
+    assert slots(store, "a", wanted=0) == Slots(held=0, share=0)
+    assert slots(store, "b") == Slots(held=4, share=4)
+    store.release_slots("b", [Q])
+    assert recorded(store) == {"a": 0}
+
+
+def test_slots_of_a_worker_that_stopped_renewing_expire(store: SqlStore) -> None:
+    assert slots(store, "dead", ttl=0.2).held == 4
+    assert slots(store, "alive").held == 0
+    time.sleep(0.35)
+    assert slots(store, "alive").held == 4
+    assert recorded(store) == {"alive": 4}
+
+
+def test_concurrent_slot_takers_never_hold_more_than_the_concurrency(store: SqlStore) -> None:
+    """Eight threads renew as fast as they can; every recorded total stays within 4."""
+    stop = time.monotonic() + 2.0
+    totals: list[int] = []
+    errors: list[BaseException] = []
+
+    def taker(name: str) -> None:
+        try:
+            while time.monotonic() < stop:
+                slots(store, name)
+                totals.append(sum(recorded(store).values()))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=taker, args=(f"w{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert totals and max(totals) <= 4
+    final = recorded(store)
+    assert sum(final.values()) == 4 and max(final.values()) - min(final.values()) <= 1
+
+
+def test_release_many_gives_claimed_jobs_back_with_their_attempt_refunded(
+    store: SqlStore,
+) -> None:
+    ids = store.enqueue(new(3), max_depth=None, dedupe=True)
+    got = claim(store).jobs
+    stale = (got[2].id, "not-the-token")
+    released = store.release_many([(c.id, c.lease_token) for c in got[:2]] + [stale])
+    assert released == {ids[0], ids[1]}
+    assert [state_of(store, i) for i in ids] == ["queued", "queued", "running"]
+    again = claim(store).jobs
+    assert sorted(c.id for c in again) == ids[:2] and all(c.attempt == 1 for c in again)
