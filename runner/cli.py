@@ -7,6 +7,7 @@ Exit codes (sysexits): 0 ok, 2 usage, 65 invalid payload, 66 not found,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -519,36 +520,32 @@ def _up(
     pipeline = _load(file, log_format)
     if record_metrics or metrics_dir is not None:
         pipeline.record_metrics()
+    overrides: dict[str, Any] = {}
+    if grace_s is not None:
+        overrides["shutdown_grace_s"] = grace_s
     with pipeline:
         pipeline.store  # open and migrate once, before any child starts  # noqa: B018
+        children: _Children | None = None
+        if processes > 1 and hasattr(os, "fork"):
+            children = _Children.fork(pipeline, processes, until_idle, overrides)
         if metrics_port is not None:
             _serve_metrics(pipeline, metrics_host, metrics_port)
-        overrides: dict[str, Any] = {}
-        if grace_s is not None:
-            overrides["shutdown_grace_s"] = grace_s
         poller = _ProgressPoller(pipeline) if (until_idle and progress) else None
         worker = None
         if poller is not None:
             poller.__enter__()
         try:
-            if processes > 1:
+            if children is not None:
+                code = children.wait()
+            elif processes > 1:
                 code = _run_children(
                     file, processes, until_idle, grace_s, log_format, metrics_dir is not None
                 )
             else:
-                worker = pipeline.run_worker(until_idle=until_idle, **overrides)
-                code = 0
+                code, worker = _work_here(pipeline, until_idle, overrides)
         finally:
             if poller is not None:
                 poller.__exit__(None, None, None)
-        if worker is not None:
-            s = worker.stats
-            click.echo(
-                f"worker done: processed {s.processed}, retried {s.retried}, "
-                f"dead-lettered {s.dead_lettered}, duplicates skipped {s.duplicates}, "
-                f"released {s.released}",
-                err=True,
-            )
         if until_idle and progress and code == 0:
             out.print(_status_table(pipeline, pipeline.status()))
     if worker is not None and worker.abandoned_threads:
@@ -556,6 +553,78 @@ def _up(
         sys.stderr.flush()
         os._exit(code)  # handler threads that ignored the grace period cannot be joined
     sys.exit(code)
+
+
+def _work_here(
+    pipeline: api.Pipeline, until_idle: bool, overrides: dict[str, Any]
+) -> tuple[int, Any]:
+    """Run a worker in this process; print its summary line."""
+    worker = pipeline.run_worker(until_idle=until_idle, **overrides)
+    s = worker.stats
+    click.echo(
+        f"worker done: processed {s.processed}, retried {s.retried}, "
+        f"dead-lettered {s.dead_lettered}, duplicates skipped {s.duplicates}, "
+        f"released {s.released}",
+        err=True,
+    )
+    return 0, worker
+
+
+class _Children:
+    """Worker processes forked from the supervisor once the pipeline is loaded and the
+    database migrated: they start in milliseconds instead of importing everything again.
+    Each opens its own connections and runs in its own session, so a Ctrl-C on the
+    terminal reaches the supervisor once, and it forwards SIGTERM once."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.signalled = False
+
+    @classmethod
+    def fork(
+        cls, pipeline: api.Pipeline, processes: int, until_idle: bool, overrides: dict[str, Any]
+    ) -> _Children:
+        pipeline.close()  # no connection is shared across a fork
+        children = cls([])
+        signal.signal(signal.SIGTERM, children._forward)
+        signal.signal(signal.SIGINT, children._forward)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for _ in range(processes):
+            pid = os.fork()
+            if pid == 0:  # the child never returns from here
+                code = 70
+                try:
+                    os.setsid()
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)
+                    code, _ = _work_here(pipeline, until_idle, overrides)
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else 1
+                except BaseException:
+                    logging.getLogger("runner.cli").exception("action=worker_crashed")
+                finally:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code)
+            children.pids.append(pid)
+        return children
+
+    def _forward(self, signum: int, _frame: Any) -> None:
+        # Children get SIGTERM whatever arrived (their own graceful stop).
+        self.signalled = True
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def wait(self) -> int:
+        codes = []
+        for pid in self.pids:
+            _, status = os.waitpid(pid, 0)
+            codes.append(os.waitstatus_to_exitcode(status))
+        if self.signalled:
+            codes = [0 if c == -signal.SIGTERM else c for c in codes]
+        return max(codes, key=lambda c: (c != 0, abs(c)))
 
 
 # -- alerts -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,6 +62,33 @@ def lock_migrations(conn: sa.Connection) -> None:
 
 
 CHANNEL = "runner_jobs"
+
+
+def array_rows(table: sa.Table, keys: Sequence[str]) -> Any:
+    """``unnest`` of one array parameter per column, numbered: many rows in one statement
+    whose text (and server-side plan) is the same whatever the number of rows."""
+    arrays = [sa.bindparam(key, type_=postgresql.ARRAY(table.c[key].type)) for key in keys]
+    return (
+        sa.func.unnest(*arrays)
+        .table_valued(*keys, with_ordinality="ordinality")
+        .render_derived(name="new_rows")
+    )
+
+
+def lease_pairs() -> Any:
+    """(id, token) rows from two array parameters: one statement text for any count."""
+    return (
+        sa.func.unnest(
+            sa.bindparam("lease_ids", type_=postgresql.ARRAY(sa.BigInteger())),
+            sa.bindparam("lease_tokens", type_=postgresql.ARRAY(sa.String())),
+        )
+        .table_valued("id", "token")
+        .render_derived(name="leases")
+    )
+
+
+def lease_pairs_params(pairs: Sequence[tuple[int, str]]) -> dict[str, Any]:
+    return {"lease_ids": [i for i, _ in pairs], "lease_tokens": [t for _, t in pairs]}
 
 
 def begin_raw(cursor: Any, info: dict[str, Any], synchronous: str) -> None:

@@ -49,6 +49,12 @@ class RawTransaction:
         return self.cursor.fetchone()
 
 
+def one_statement(engine: sa.Engine, begin: Any, stmt: Prepared, values: Mapping[str, Any]) -> Any:
+    """Run one statement in a transaction of its own; return its first row (or None)."""
+    with raw_transaction(engine, begin) as tx:
+        return tx.one(stmt, values)
+
+
 @contextlib.contextmanager
 def raw_transaction(engine: sa.Engine, begin: Any) -> Iterator[RawTransaction]:
     """Check a connection out of the pool, ``begin(cursor, info)``, yield, commit.

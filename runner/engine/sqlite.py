@@ -8,9 +8,10 @@ execution option) begin deferred so status never blocks writers.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -61,6 +62,24 @@ def create_engine(url: sa.URL, options: EngineOptions) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def array_rows(table: sa.Table, keys: Sequence[str]) -> Any:
+    """No array parameters on SQLite: many rows go in one multi-row VALUES statement."""
+    return None
+
+
+def lease_pairs() -> Any:
+    """(id, token) rows from one JSON parameter: one statement text for any count."""
+    each = sa.func.json_each(sa.bindparam("lease_pairs")).table_valued("value")
+    return sa.select(
+        sa.func.json_extract(each.c.value, sa.literal_column("'$[0]'")).label("id"),
+        sa.func.json_extract(each.c.value, sa.literal_column("'$[1]'")).label("token"),
+    ).subquery("leases")
+
+
+def lease_pairs_params(pairs: Sequence[tuple[int, str]]) -> dict[str, Any]:
+    return {"lease_pairs": json.dumps([[i, t] for i, t in pairs])}
 
 
 def begin_raw(cursor: Any, info: dict[str, Any], synchronous: str) -> None:

@@ -35,7 +35,7 @@ from runner.engine.base import (
     Slots,
     StoreUnavailable,
 )
-from runner.engine.prepared import Prepared, raw_transaction
+from runner.engine.prepared import Prepared, one_statement, raw_transaction
 
 J = tables.jobs
 E = tables.job_errors
@@ -174,6 +174,79 @@ class SqlStore:
             self.engine,
             _NEW_JOB_KEYS,
         )
+        # The same, in one statement with the depth check: inserts nothing when the queue
+        # holds max_depth ready jobs already (backpressure without a second round trip).
+        # Count at most max_depth rows: the check costs O(max_depth), never O(depth).
+        ready = (
+            sa.select(sa.literal_column("1"))
+            .where(J.c.queue == sa.bindparam("queue"), IS_QUEUED)
+            .limit(sa.bindparam("max_depth", type_=sa.Integer()))
+            .subquery()
+        )
+        depth = sa.select(sa.func.count()).select_from(ready).scalar_subquery()
+        self._insert_one_within = Prepared(
+            sa.insert(J)
+            .from_select(
+                [*(J.c[k] for k in _NEW_JOB_KEYS), J.c.enqueued_at, J.c.run_at],
+                sa.select(
+                    *(sa.bindparam(k, type_=J.c[k].type) for k in _NEW_JOB_KEYS), now, now
+                ).where(depth < sa.bindparam("max_depth", type_=sa.Integer())),
+            )
+            .returning(*returning),
+            self.engine,
+            [*_NEW_JOB_KEYS, "max_depth"],
+        )
+        self._insert_arrays: Prepared | None = None
+        arrays = self.backend.array_rows(J, _NEW_JOB_KEYS)
+        if arrays is not None:
+            cols = [J.c[k] for k in _NEW_JOB_KEYS]
+            self._insert_arrays = Prepared(
+                sa.insert(J)
+                .from_select(
+                    [*cols, J.c.enqueued_at, J.c.run_at],
+                    sa.select(*(arrays.c[k] for k in _NEW_JOB_KEYS), now, now).order_by(
+                        arrays.c.ordinality
+                    ),
+                )
+                .returning(J.c.id),
+                self.engine,
+                _NEW_JOB_KEYS,
+            )
+        pick = (
+            sa.select(J.c.id)
+            .where(J.c.queue == sa.bindparam("claim_queue"), IS_QUEUED, J.c.run_at <= now)
+            .order_by(J.c.priority.desc(), J.c.run_at, J.c.id)
+            .limit(sa.bindparam("claim_limit", type_=sa.Integer()))
+        )
+        if self.backend.skip_locked:
+            pick = pick.with_for_update(skip_locked=True)
+        self._claim = Prepared(
+            sa.update(J)
+            .where(J.c.id.in_(pick.scalar_subquery()))
+            .values(
+                state="running",
+                attempt=J.c.attempt + 1,
+                lease_token=sa.bindparam("claim_token"),
+                lease_expires_at=now + sa.bindparam("claim_lease_s", type_=sa.Double()),
+                started_at=now,
+                worker=sa.bindparam("claim_worker"),
+            )
+            .returning(*_CLAIM_COLUMNS),
+            self.engine,
+            ["claim_queue", "claim_limit", "claim_token", "claim_lease_s", "claim_worker"],
+        )
+        pairs = self.backend.lease_pairs()
+        self._ack = Prepared(
+            sa.update(J)
+            .where(
+                IS_RUNNING,
+                sa.tuple_(J.c.id, J.c.lease_token).in_(sa.select(pairs.c.id, pairs.c.token)),
+            )
+            .values(state="succeeded", finished_at=now, lease_token=None, lease_expires_at=None)
+            .returning(J.c.id),
+            self.engine,
+            list(self.backend.lease_pairs_params([])),
+        )
         self._queued_depth = Prepared(
             sa.select(sa.func.count()).where(J.c.queue == sa.bindparam("queue"), IS_QUEUED),
             self.engine,
@@ -265,13 +338,18 @@ class SqlStore:
             return ids
 
     def _enqueue_one(self, job: NewJob, max_depth: int | None) -> int:
-        """The common case (one job, no idempotency key) on prepared statements."""
-        with raw_transaction(self.engine, self._begin_durable) as tx:
-            if max_depth is not None:
+        """The common case (one job, no idempotency key): one prepared statement."""
+        values = _new_job_params(job)
+        stmt = self._insert_one
+        if max_depth is not None:
+            stmt = self._insert_one_within
+            values["max_depth"] = max_depth
+        row = one_statement(self.engine, self._begin_durable, stmt, values)
+        if row is None:  # full: nothing was inserted
+            with raw_transaction(self.engine, self._begin_durable) as tx:
                 depth = int(tx.one(self._queued_depth, {"queue": job.queue})[0])
-                if depth + 1 > max_depth:
-                    raise QueueFullError(job.queue, depth, max_depth, 1)
-            return int(tx.one(self._insert_one, _new_job_params(job))[0])
+            raise QueueFullError(job.queue, depth, max_depth or 0, 1)
+        return int(row[0])
 
     def _check_depth(self, conn: sa.Connection, new: Sequence[NewJob], max_depth: int) -> None:
         wanted: dict[str, int] = {}
@@ -294,7 +372,14 @@ class SqlStore:
         keyed = [i for i, j in enumerate(new) if j.idempotency_key is not None and dedupe]
 
         params = _new_job_params
-        if plain:
+        if plain and self._insert_arrays is not None:
+            # One statement, eight array parameters, however many rows. Ids come from one
+            # sequence in the SELECT's order, so sorted they match the input order.
+            arrays = {k: [params(new[i])[k] for i in plain] for k in _NEW_JOB_KEYS}
+            rows = conn.exec_driver_sql(self._insert_arrays.sql, arrays).all()
+            for i, job_id in zip(plain, sorted(int(r[0]) for r in rows), strict=True):
+                ids[i] = job_id
+        elif plain:
             stmt = (
                 sa.insert(J)
                 .values(enqueued_at=now, run_at=now)
@@ -372,29 +457,15 @@ class SqlStore:
                 room = min(limit, concurrency - running)
             if room <= 0:
                 return ClaimResult([], [], saturated=True)
-            now = self._now()
-            pick = (
-                sa.select(J.c.id)
-                .where(J.c.queue == queue, IS_QUEUED, J.c.run_at <= now)
-                .order_by(J.c.priority.desc(), J.c.run_at, J.c.id)
-                .limit(room)
-            )
-            if self.backend.skip_locked:
-                pick = pick.with_for_update(skip_locked=True)
-            token = uuid.uuid4().hex
-            rows = conn.execute(
-                sa.update(J)
-                .where(J.c.id.in_(pick.scalar_subquery()))
-                .values(
-                    state="running",
-                    attempt=J.c.attempt + 1,
-                    lease_token=token,
-                    lease_expires_at=now + lease_s,
-                    started_at=now,
-                    worker=worker,
-                )
-                .returning(*_CLAIM_COLUMNS)
-            ).all()
+            values = {
+                "claim_queue": queue,
+                "claim_limit": room,
+                "claim_token": uuid.uuid4().hex,
+                "claim_lease_s": lease_s,
+                "claim_worker": worker,
+            }
+            stmt = self._claim
+            rows = conn.exec_driver_sql(stmt.sql, stmt.params(values)).all()
             claimed = sorted((_claimed(r) for r in rows), key=lambda c: c.id)
             return self._skip_done_keys(conn, claimed)
 
@@ -500,19 +571,10 @@ class SqlStore:
             return set()
         with self._work() as conn:
             now = self._now()
-            acked = set(
-                conn.scalars(
-                    sa.update(J)
-                    .where(
-                        IS_RUNNING,
-                        sa.tuple_(J.c.id, J.c.lease_token).in_([(i, t) for i, t, _ in acks]),
-                    )
-                    .values(
-                        state="succeeded", finished_at=now, lease_token=None, lease_expires_at=None
-                    )
-                    .returning(J.c.id)
-                ).all()
-            )
+            stmt = self._ack
+            values = self.backend.lease_pairs_params([(i, t) for i, t, _ in acks])
+            rows = conn.exec_driver_sql(stmt.sql, stmt.params(values)).all()
+            acked = {int(r[0]) for r in rows}
             keys = [{"key": k, "job_id": i} for i, _, k in acks if k is not None and i in acked]
             if keys:
                 conn.execute(

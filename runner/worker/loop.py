@@ -34,6 +34,8 @@ T = TypeVar("T")
 
 SATURATED_RETRY_S = 0.05
 """How soon a worker asks again for slots that another worker is about to give back."""
+SLOT_RENEW_S = 0.25
+"""The longest a worker goes without renewing its slots (shorter for short leases)."""
 WATCHDOG_S = 0.05
 """How often handler threads are checked against their jobs' timeouts."""
 
@@ -503,7 +505,9 @@ class Worker:
         return soon
 
     async def _slots_loop(self) -> None:
-        renew_s = min((lane.ttl_s for lane in self._lanes.values()), default=10.0) / 5
+        # Often enough that a worker holding more than its fair share hears of a newcomer
+        # within a quarter second (the renewal is one short transaction per queue).
+        renew_s = min(SLOT_RENEW_S, *(lane.ttl_s / 5 for lane in self._lanes.values()))
         while True:
             try:
                 soon = await self._renew_slots()

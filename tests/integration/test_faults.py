@@ -134,9 +134,11 @@ def test_sigint_on_the_supervisor_drains_every_process(project: Path, db_url: st
     supervisor.send_signal(signal.SIGINT)
     _, stderr = supervisor.communicate(timeout=60)
     assert supervisor.returncode == 0, stderr
+    assert stderr.count("worker done:") == 2  # both children drained and reported
     final = status(pipeline, env)
     assert final["in_flight"] == 0
-    assert final["done"] + final["ready"] == 8 and final["done"] >= 2
+    # jobs running at the signal finished; jobs only claimed ahead were given back
+    assert final["done"] + final["ready"] == 8 and final["done"] >= 1, stderr
     assert len(Provider(project).calls()) == final["done"]
 
 
