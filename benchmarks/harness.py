@@ -1,9 +1,51 @@
-"""Measure runner on SQLite and PostgreSQL: enqueue (single, bulk), drain of N no-op jobs
-with total concurrency 4 (1 and 2 processes), pickup latency of an idle worker, peak RSS,
-and lost/duplicated effects (must be 0). Prints a table and appends JSON lines.
+"""Measure runner on SQLite and PostgreSQL, and optionally peer libraries under the same
+workload in the same run: enqueue one at a time and in bulk (jobs/s), the drain of N
+queued no-op jobs with total concurrency 4 in 1 and in 2 worker processes (from starting
+the worker command to the last handler run), pickup latency p50/p95/p99 of an idle
+worker (jobs enqueued 20 ms apart, enqueue to handler start), the worker's peak RSS
+(largest single process), and lost/duplicated effects (every handler run appends a
+line; both must be 0). Each measure is appended as a JSON line to --out; the terminal
+gets a line per measure and, at the end, tables of the figures and ratios.
 
-    python -m benchmarks                 # both backends, 20,000 jobs
-    python -m benchmarks --smoke         # a few hundred jobs: proves the harness works
+options:
+  --backend {sqlite,postgres,all}
+        which backends to measure (default all); peers run on theirs only
+  --jobs N
+        jobs per drain and per bulk enqueue (default 20,000; at most 300 with --smoke)
+  --repeat K
+        measure every drain K times and report the median, with all K rates in the
+        JSON (`drain_jobs_s_runs`); lost/duplicated are summed over the K runs
+        (default 3, or 1 with --smoke)
+  --peers [NAME ...]
+        also run peer libraries, after runner on each backend: pgqueuer and
+        procrastinate (PostgreSQL, each on its own new database), huey (SqliteHuey, its
+        own file). No names: all of them. Needs the bench extra
+        (`.venv/bin/pip install -e '.[dev,bench]'`); without it the harness stops
+        with an error before measuring anything
+  --growth-rows R
+        cost growth (measure `growth`, runner only): drain N jobs with 1 process on a
+        jobs table preloaded with 10,000 and then R finished jobs (default 1,000,000;
+        0 skips it; must be more than 10,000). Skipped with --smoke
+  --smoke
+        a tiny run (300 jobs, 20 pickup samples, 1 repeat, no growth) that proves
+        the harness works; the test suite runs it and asserts no speed
+  --out PATH
+        JSON lines are appended here (default benchmarks/results.jsonl)
+  --pg-url URL
+        SQLAlchemy URL of a PostgreSQL database used to create and drop the benchmark
+        databases (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres)
+
+Every result row has `system` (runner or the peer's name), `backend`, `measure`
+(enqueue, drain, pickup, growth) and: enqueue_single_jobs_s, enqueue_bulk_jobs_s
+(enqueue); drain_jobs_s, drain_jobs_s_runs, processes, lost, duplicated, peak_rss_mib
+(drain); pickup_p50_ms, pickup_p95_ms, pickup_p99_ms (pickup); rows_small, rows_large,
+drain_jobs_s_small, drain_jobs_s_large, ratio_large_small (growth); machine,
+runner_version, and a peer's `version`. How each peer is set up for concurrency 4 is
+in its module docstring (benchmarks/peers/*_peer.py) and in its rows' `settings`.
+
+    python -m benchmarks                          # runner, both backends, 20,000 jobs
+    python -m benchmarks --peers                  # and PgQueuer, Procrastinate, Huey
+    python -m benchmarks --smoke                  # a few hundred jobs, proves it works
 """
 
 from __future__ import annotations
@@ -12,259 +54,154 @@ import argparse
 import json
 import os
 import platform
-import resource
-import signal
-import statistics
-import subprocess
+import sqlite3
 import sys
 import tempfile
 import time
-import uuid
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from rich.console import Console
 
-PIPELINE = """\
-plugins: [plugins.bench]
-queues:
-  bench:
-    concurrency: 4
-    visibility_timeout: 60s
-    dlq: {owner: bench}
-jobs:
-  noop:
-    queue: bench
-    handler: noop
-    schema: {type: object, required: [n], properties: {n: {type: integer}, t: {type: number}}}
-    timeout: 30s
-"""
+from benchmarks import growth, peers, report, runner_bench, workload
+from benchmarks.peers import base as peer_base
+from benchmarks.workload import postgres_database
 
-PLUGIN = """
-import os, time
-from pathlib import Path
-import runner
+__all__ = ["main", "postgres_database"]
 
-LOG = Path(__file__).resolve().parent.parent / "effects"
+BACKENDS = ("sqlite", "postgres")
+USAGE = (
+    "python -m benchmarks [--backend {sqlite,postgres,all}] [--jobs N] [--repeat K]\n"
+    "       [--peers [NAME ...]] [--growth-rows R] [--smoke] [--out PATH] [--pg-url URL]"
+)
 
 
-def noop(job):
-    with open(LOG / f"{os.getpid()}.log", "a") as fh:
-        fh.write(f"{job.payload['n']} {time.time()!r} {job.payload.get('t', 0)!r}\\n")
-
-
-@runner.hookimpl
-def runner_handlers():
-    return {"noop": noop}
-"""
-
-
-def make_project(root: Path) -> Path:
-    (root / "pipelines").mkdir(parents=True)
-    (root / "plugins").mkdir()
-    (root / "schemas").mkdir()
-    (root / "effects").mkdir()
-    (root / "plugins" / "__init__.py").write_text("")
-    (root / "plugins" / "bench.py").write_text(PLUGIN)
-    path = root / "pipelines" / "bench.yaml"
-    path.write_text(PIPELINE)
-    return path
-
-
-def effects(root: Path) -> list[tuple[int, float, float]]:
-    rows = []
-    for log in (root / "effects").glob("*.log"):
-        for line in log.read_text().splitlines():
-            n, started, enqueued = line.split()
-            rows.append((int(n), float(started), float(enqueued)))
-    return rows
-
-
-def reset(root: Path, url: str) -> None:
-    for log in (root / "effects").glob("*.log"):
-        log.unlink()
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    with engine.begin() as conn:
-        for table in ("runner_job_errors", "runner_idempotency_keys", "runner_jobs"):
-            conn.exec_driver_sql(f"DELETE FROM {table}")  # fixed names, not input
-    engine.dispose()
-
-
-def env_for(url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
-    env.update(RUNNER_DATABASE_URL=url, RUNNER_LOG_LEVEL="WARNING", RUNNER_POLL_INTERVAL_S="0.05")
-    return env
-
-
-def load(path: Path, url: str) -> Any:
-    import runner
-    from runner.config.settings import Settings
-
-    return runner.load(path, settings=Settings(database_url=url))
-
-
-def bench_enqueue(path: Path, url: str, single: int, bulk: int) -> dict[str, float]:
-    pipeline = load(path, url)
-    with pipeline:
-        started = time.perf_counter()
-        for n in range(single):
-            pipeline.enqueue("noop", {"n": n})
-        single_rate = single / (time.perf_counter() - started)
-        started = time.perf_counter()
-        for first in range(0, bulk, 1000):
-            pipeline.enqueue_many("noop", [{"n": n} for n in range(first, min(bulk, first + 1000))])
-        bulk_rate = bulk / (time.perf_counter() - started)
-    return {"enqueue_single_jobs_s": single_rate, "enqueue_bulk_jobs_s": bulk_rate}
-
-
-def bench_drain(root: Path, path: Path, url: str, jobs: int, processes: int) -> dict[str, Any]:
-    reset(root, url)
-    pipeline = load(path, url)
-    with pipeline:
-        for first in range(0, jobs, 1000):
-            pipeline.enqueue_many("noop", [{"n": n} for n in range(first, min(jobs, first + 1000))])
-    started = time.time()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runner",
-            "up",
-            str(path),
-            "--until-idle",
-            "--no-progress",
-            "--processes",
-            str(processes),
-        ],
-        env=env_for(url),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"drain failed: {result.stderr[-2000:]}")
-    done = effects(root)
-    last = max((s for _, s, _ in done), default=started)
-    unique = {n for n, _, _ in done}
-    return {
-        "jobs": jobs,
-        "processes": processes,
-        "drain_jobs_s": jobs / (last - started),
-        "lost": jobs - len(unique),
-        "duplicated": len(done) - len(unique),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-    }
-
-
-def bench_latency(root: Path, path: Path, url: str, samples: int) -> dict[str, float]:
-    reset(root, url)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "runner", "up", str(path), "--no-progress"],
-        env=env_for(url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    pipeline = load(path, url)
-    try:
-        with pipeline:
-            pipeline.enqueue("noop", {"n": -1, "t": time.time()})  # warm up
-            time.sleep(2.0)
-            for n in range(samples):
-                pipeline.enqueue("noop", {"n": n, "t": time.time()})
-                time.sleep(0.02)
-            deadline = time.time() + 30
-            while len(effects(root)) < samples + 1 and time.time() < deadline:
-                time.sleep(0.05)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
-    waits = sorted((s - t) * 1000 for n, s, t in effects(root) if n >= 0)
-    if not waits:
-        return {}
-    q = statistics.quantiles(waits, n=100) if len(waits) > 1 else [waits[0]] * 99
-    return {"pickup_p50_ms": q[49], "pickup_p95_ms": q[94], "pickup_p99_ms": q[98]}
-
-
-def postgres_database(admin_url: str) -> tuple[str, Any]:
-    name = f"runner_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')  # generated name
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-    return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
-
-
-def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    results = []
+def run_runner(backend: str, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
         root = Path(tmp)
-        path = make_project(root)
         drop = None
         if backend == "sqlite":
             url = f"sqlite:///{root / 'bench.db'}"
         else:
             url, drop = postgres_database(args.pg_url)
         try:
-            load(path, url).store  # noqa: B018 (migrate once)
-            common = {"system": "runner", "backend": backend}
-            single = 200 if args.smoke else 2000
-            results.append(
-                {**common, "measure": "enqueue", **bench_enqueue(path, url, single, args.jobs)}
-            )
-            for processes in (1, 2):
-                results.append(
-                    {
-                        **common,
-                        "measure": "drain",
-                        **bench_drain(root, path, url, args.jobs, processes),
-                    }
-                )
-            results.append(
-                {
-                    **common,
-                    "measure": "pickup",
-                    **bench_latency(root, path, url, 20 if args.smoke else 200),
-                }
-            )
+            runner_bench.run(backend, url, root / "project", args)
         finally:
             if drop is not None:
                 drop()
-    return results
+        if args.growth_rows:
+            args.progress(growth.bench_growth(backend, root / "growth", args))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--backend", choices=["sqlite", "postgres", "all"], default="all")
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--smoke", action="store_true", help="tiny run: proves it works")
-    parser.add_argument("--out", default="benchmarks/results.jsonl")
-    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    args = parser.parse_args()
+def run_peer(name: str, args: argparse.Namespace) -> None:
+    peer_class = peers.load(name)
+    with tempfile.TemporaryDirectory(prefix=f"{name}-bench-") as tmp:
+        root = Path(tmp)
+        drop = None
+        if peer_class.backend == "sqlite":
+            database = str(root / f"{name}.db")
+        else:
+            url, drop = postgres_database(args.pg_url)
+            database = workload.libpq_dsn(url)
+        try:
+            peer_base.run(peer_class, root, database, args)
+        finally:
+            if drop is not None:
+                drop()
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        usage=USAGE,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    quiet = argparse.SUPPRESS  # every option is described in the docstring above
+    parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all", help=quiet)
+    parser.add_argument("--jobs", type=int, default=20_000, help=quiet)
+    parser.add_argument("--repeat", type=int, default=None, help=quiet)
+    peer_names = sorted(peers.PEERS)
+    parser.add_argument("--peers", nargs="*", choices=peer_names, default=None, help=quiet)
+    parser.add_argument("--growth-rows", type=int, default=1_000_000, help=quiet)
+    parser.add_argument("--smoke", action="store_true", help=quiet)
+    parser.add_argument("--out", default="benchmarks/results.jsonl", help=quiet)
+    pg_url = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    parser.add_argument("--pg-url", default=pg_url, help=quiet)
+    args = parser.parse_args(argv)
     if args.smoke:
         args.jobs = min(args.jobs, 300)
-    machine = {
+        args.growth_rows = 0
+    if args.repeat is None:
+        args.repeat = 1 if args.smoke else 3
+    args.single = 200 if args.smoke else 2000  # jobs enqueued one at a time
+    args.samples = 20 if args.smoke else 200  # pickup latency samples
+    if args.jobs < 1 or args.repeat < 1:
+        parser.error("--jobs and --repeat must be at least 1")
+    if args.growth_rows and args.growth_rows <= growth.SMALL_ROWS:
+        parser.error(f"--growth-rows must be 0 or more than {growth.SMALL_ROWS:,}")
+    args.backends = list(BACKENDS) if args.backend == "all" else [args.backend]
+    args.peer_names = []
+    if args.peers is not None:
+        names = args.peers or list(peers.PEERS)
+        args.peer_names = [n for n in names if peers.PEERS[n][0] in args.backends]
+        if not args.peer_names:
+            parser.error(f"no peer runs on --backend {args.backend}: {', '.join(names)}")
+        if absent := peers.missing(args.peer_names):
+            parser.error(
+                f"--peers needs the bench extra (missing: {', '.join(absent)}); "
+                "install it with: .venv/bin/pip install -e '.[dev,bench]'"
+            )
+    return args
+
+
+def machine(args: argparse.Namespace) -> dict[str, Any]:
+    postgres = None
+    if "postgres" in args.backends:
+        engine = sa.create_engine(args.pg_url, poolclass=sa.NullPool)
+        with engine.connect() as conn:
+            postgres = conn.exec_driver_sql("SHOW server_version").scalar()
+        engine.dispose()
+    return {
         "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "postgres": postgres,
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    backends = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    started = time.monotonic()
+    rows: list[dict[str, Any]] = []
+    context = {"machine": machine(args), "smoke": args.smoke, "runner_version": version("runner")}
     with open(args.out, "a") as out:
-        for backend in backends:
-            for result in run_backend(backend, args):
-                result.update(machine=machine, smoke=args.smoke)
-                out.write(json.dumps(result) + "\n")
-                shown = {
-                    k: (round(v, 1) if isinstance(v, float) else v)
-                    for k, v in result.items()
-                    if k not in ("machine",)
-                }
-                print(json.dumps(shown))  # noqa: T201 (the harness's output)
+        last = [time.monotonic()]
+
+        def progress(row: dict[str, Any]) -> None:
+            now = time.monotonic()
+            row.update(context, measure_s=now - last[0])  # wall time of this measure
+            last[0] = now
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            rows.append(row)
+            console.print(report.progress_line(row), highlight=False)
+
+        args.progress = progress
+        for backend in args.backends:
+            run_runner(backend, args)
+            for name in args.peer_names:
+                if peers.PEERS[name][0] == backend:
+                    run_peer(name, args)
+    report.render(rows, console)
+    console.print(
+        f"\n{len(rows)} results appended to {args.out} in {time.monotonic() - started:,.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,212 @@
+"""The terminal report: one line per result as it arrives, then tables of the main
+figures, runner's cost growth, and runner-versus-peer ratios."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+BACKENDS = ("sqlite", "postgres")
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _ms(row: dict[str, Any] | None) -> str:
+    if not row or "pickup_p50_ms" not in row:
+        return "-"
+    return " / ".join(_num(row[k], 1) for k in ("pickup_p50_ms", "pickup_p95_ms", "pickup_p99_ms"))
+
+
+def progress_line(row: dict[str, Any]) -> str:
+    head = f"{row['system']} {row['backend']} {row['measure']}"
+    measure = row["measure"]
+    if measure == "enqueue":
+        return (
+            f"{head}: single {_num(row['enqueue_single_jobs_s'])} jobs/s, "
+            f"bulk {_num(row['enqueue_bulk_jobs_s'])} jobs/s"
+        )
+    if measure == "drain":
+        runs = ", ".join(_num(r) for r in row["drain_jobs_s_runs"])
+        return (
+            f"{head} ({row['processes']} process{'es' if row['processes'] > 1 else ''}): "
+            f"{_num(row['drain_jobs_s'])} jobs/s (runs: {runs}), lost {row['lost']}, "
+            f"duplicated {row['duplicated']}, peak RSS {_num(row['peak_rss_mib'])} MiB"
+        )
+    if measure == "pickup":
+        return f"{head}: p50/p95/p99 {_ms(row)} ms ({row.get('samples', 0)} samples)"
+    if measure == "growth":
+        return (
+            f"{head}: {_num(row['drain_jobs_s_small'])} jobs/s on {_num(row['rows_small'])} rows, "
+            f"{_num(row['drain_jobs_s_large'])} jobs/s on {_num(row['rows_large'])} rows "
+            f"(ratio {_num(row['ratio_large_small'], 2)})"
+        )
+    return head
+
+
+class _Index:
+    """Results by (system, backend, measure[, processes])."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.by: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in rows:
+            key = (row["system"], row["backend"], row["measure"], row.get("processes"))
+            self.by[key] = row
+
+    def get(
+        self, system: str, backend: str, measure: str, processes: int | None = None
+    ) -> dict[str, Any] | None:
+        return self.by.get((system, backend, measure, processes))
+
+    def value(self, system: str, backend: str, key: str) -> float | None:
+        measure, processes = {
+            "drain1": ("drain", 1),
+            "drain2": ("drain", 2),
+            "single": ("enqueue", None),
+            "bulk": ("enqueue", None),
+            "p95": ("pickup", None),
+        }[key]
+        field = {
+            "drain1": "drain_jobs_s",
+            "drain2": "drain_jobs_s",
+            "single": "enqueue_single_jobs_s",
+            "bulk": "enqueue_bulk_jobs_s",
+            "p95": "pickup_p95_ms",
+        }[key]
+        row = self.get(system, backend, measure, processes)
+        return row.get(field) if row else None
+
+    def systems(self, backend: str) -> list[str]:
+        seen: list[str] = []
+        for row in self.rows:
+            if row["backend"] == backend and row["system"] not in seen:
+                seen.append(row["system"])
+        return seen
+
+
+def _results_table(index: _Index) -> Table:
+    table = Table(
+        title="Results (median of the drain repeats; jobs/s unless noted)",
+        caption=(
+            "drain: N queued no-op jobs, total concurrency 4, from starting the worker(s) "
+            "to the last handler run; peak RSS: largest single worker process; "
+            "lost / dup: summed over every drain"
+        ),
+    )
+    for name, justify in (
+        ("system", "left"),
+        ("backend", "left"),
+        ("enqueue single", "right"),
+        ("enqueue bulk", "right"),
+        ("drain 1 proc", "right"),
+        ("drain 2 procs", "right"),
+        ("pickup p50/p95/p99 ms", "right"),
+        ("peak RSS MiB", "right"),
+        ("lost / dup", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for backend in BACKENDS:
+        for system in index.systems(backend):
+            drains = [index.get(system, backend, "drain", p) for p in (1, 2)]
+            pickup = index.get(system, backend, "pickup")
+            measured = [r for r in (*drains, pickup) if r]
+            rss = max((r.get("peak_rss_mib", 0.0) for r in measured), default=None)
+            lost = sum(r.get("lost", 0) for r in drains if r)
+            dup = sum(r.get("duplicated", 0) for r in drains if r)
+            table.add_row(
+                system,
+                backend,
+                _num(index.value(system, backend, "single")),
+                _num(index.value(system, backend, "bulk")),
+                _num(index.value(system, backend, "drain1")),
+                _num(index.value(system, backend, "drain2")),
+                _ms(pickup),
+                _num(rss),
+                f"{lost} / {dup}",
+            )
+    return table
+
+
+def _growth_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Cost growth: runner drain, 1 process, on a table of finished jobs")
+    for name in ("backend", "jobs", "rows small", "drain small", "rows large", "drain large"):
+        table.add_column(name, justify="left" if name == "backend" else "right")
+    table.add_column("large / small", justify="right")
+    for row in rows:
+        table.add_row(
+            row["backend"],
+            _num(row["jobs"]),
+            _num(row["rows_small"]),
+            _num(row["drain_jobs_s_small"]),
+            _num(row["rows_large"]),
+            _num(row["drain_jobs_s_large"]),
+            _num(row["ratio_large_small"], 2),
+        )
+    return table
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> str:
+    if not numerator or not denominator:
+        return "-"
+    return f"{numerator / denominator:.2f}"
+
+
+def _ratios_table(index: _Index) -> Table:
+    table = Table(
+        title="runner versus each peer: > 1 means runner is better",
+        caption=(
+            "throughput columns: runner / peer; pickup p95 column: peer / runner "
+            "(latency, so > 1 still means runner is better)"
+        ),
+    )
+    for name in ("backend", "peer"):
+        table.add_column(name)
+    for name in (
+        "drain 1 proc",
+        "drain 2 procs",
+        "enqueue single",
+        "enqueue bulk",
+        "pickup p95 (peer/runner)",
+    ):
+        table.add_column(name, justify="right")
+    for backend in BACKENDS:
+        for peer in index.systems(backend):
+            if peer == "runner" or not index.get("runner", backend, "enqueue"):
+                continue
+            cells = [
+                _ratio(index.value("runner", backend, k), index.value(peer, backend, k))
+                for k in ("drain1", "drain2", "single", "bulk")
+            ]
+            cells.append(
+                _ratio(index.value(peer, backend, "p95"), index.value("runner", backend, "p95"))
+            )
+            table.add_row(backend, peer, *cells)
+    return table
+
+
+def render(rows: list[dict[str, Any]], console: Console) -> None:
+    index = _Index(rows)
+    console.print()
+    console.print(_results_table(index))
+    growth = [r for r in rows if r["measure"] == "growth"]
+    if growth:
+        console.print()
+        console.print(_growth_table(growth))
+    if any(r["system"] != "runner" for r in rows):
+        console.print()
+        console.print(_ratios_table(index))
+        console.print()
+        console.print("Concurrency 4, as each system is configured:")
+        settings = {
+            (r["system"], r["processes"]): r["settings"]
+            for r in rows
+            if "settings" in r and r["measure"] == "drain"
+        }
+        for (system, _), text in settings.items():  # in the order they ran
+            console.print(f"  {system}: {text}")
