@@ -91,6 +91,10 @@ def lease_pairs_params(pairs: Sequence[tuple[int, str]]) -> dict[str, Any]:
     return {"lease_ids": [i for i, _ in pairs], "lease_tokens": [t for _, t in pairs]}
 
 
+single_statement_autocommit = True
+"""One statement is its own transaction: no BEGIN/COMMIT round trips."""
+
+
 def begin_raw(cursor: Any, info: dict[str, Any], synchronous: str) -> None:
     """psycopg begins a transaction with the first statement."""
 

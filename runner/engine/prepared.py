@@ -49,10 +49,41 @@ class RawTransaction:
         return self.cursor.fetchone()
 
 
-def one_statement(engine: sa.Engine, begin: Any, stmt: Prepared, values: Mapping[str, Any]) -> Any:
-    """Run one statement in a transaction of its own; return its first row (or None)."""
-    with raw_transaction(engine, begin) as tx:
-        return tx.one(stmt, values)
+def one_statement(
+    engine: sa.Engine,
+    begin: Any,
+    stmt: Prepared,
+    values: Mapping[str, Any],
+    *,
+    autocommit: bool = False,
+) -> Any:
+    """Run one statement in a transaction of its own; return its first row (or None).
+
+    With ``autocommit`` (PostgreSQL) the statement is its own transaction: one round trip
+    instead of three (BEGIN, the statement, COMMIT), and just as atomic and durable.
+    """
+    if not autocommit:
+        with raw_transaction(engine, begin) as tx:
+            return tx.one(stmt, values)
+    dbapi = engine.dialect.loaded_dbapi
+    raw = engine.raw_connection()
+    try:
+        driver: Any = raw.dbapi_connection
+        driver.autocommit = True
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(stmt.sql, stmt.params(values))
+                return cursor.fetchone()
+            finally:
+                cursor.close()
+        finally:
+            driver.autocommit = False
+    except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
+        raw.invalidate()
+        raise StoreUnavailable(str(exc).strip().splitlines()[0] if str(exc) else "") from exc
+    finally:
+        raw.close()
 
 
 @contextlib.contextmanager

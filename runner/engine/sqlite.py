@@ -82,6 +82,10 @@ def lease_pairs_params(pairs: Sequence[tuple[int, str]]) -> dict[str, Any]:
     return {"lease_pairs": json.dumps([[i, t] for i, t in pairs])}
 
 
+single_statement_autocommit = False
+"""BEGIN IMMEDIATE first: a deferred write could fail at once on a stale snapshot."""
+
+
 def begin_raw(cursor: Any, info: dict[str, Any], synchronous: str) -> None:
     """Begin a durable writing transaction on a raw DBAPI connection (see prepared.py)."""
     if info.get("synchronous") != synchronous:

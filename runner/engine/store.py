@@ -344,7 +344,13 @@ class SqlStore:
         if max_depth is not None:
             stmt = self._insert_one_within
             values["max_depth"] = max_depth
-        row = one_statement(self.engine, self._begin_durable, stmt, values)
+        row = one_statement(
+            self.engine,
+            self._begin_durable,
+            stmt,
+            values,
+            autocommit=self.backend.single_statement_autocommit,
+        )
         if row is None:  # full: nothing was inserted
             with raw_transaction(self.engine, self._begin_durable) as tx:
                 depth = int(tx.one(self._queued_depth, {"queue": job.queue})[0])
