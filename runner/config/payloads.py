@@ -7,6 +7,7 @@ the rules only: a payload value never reaches a message, a log line or the termi
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -278,8 +279,10 @@ def find_secret_paths(payload: object) -> list[str]:
     return _inspect(payload)[1]
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
-    """Whether a payload key looks like it holds a secret (see the module's lists)."""
+    """Whether a payload key looks like it holds a secret (see the module's lists).
+    Cached: producers send the same few field names over and over."""
     normalised = re.sub(r"[^a-z0-9]", "", key.lower())
     if normalised in _SECRET_KEYS or any(part in normalised for part in _SECRET_PARTS):
         return True

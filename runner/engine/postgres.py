@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -62,6 +63,7 @@ def lock_migrations(conn: sa.Connection) -> None:
 
 
 CHANNEL = "runner_jobs"
+STOP_CHECK_S = 0.1
 
 
 def array_rows(table: sa.Table, keys: Sequence[str]) -> Any:
@@ -143,18 +145,23 @@ class Listener:
     def run(self, queues: set[str], wake: Callable[[], None], stop: threading.Event) -> None:
         conn: Any = None
         delay = 0.1
+        last_beat = time.monotonic()
         while not stop.is_set():
             try:
                 if conn is None:
                     conn = self._connect()
                     delay = 0.1
                     wake()  # catch up on anything enqueued while not listening
-                for note in conn.notifies(timeout=self.heartbeat_s):
+                # Short waits, so a stopping worker is not held up; the heartbeat query
+                # (it notices a dead connection) still runs only every heartbeat_s.
+                for note in conn.notifies(timeout=STOP_CHECK_S):
                     if note.payload in queues:
                         wake()
                     if stop.is_set():
                         break
-                conn.execute("SELECT 1")  # the heartbeat: notices a dead connection
+                if time.monotonic() - last_beat >= self.heartbeat_s:
+                    conn.execute("SELECT 1")
+                    last_beat = time.monotonic()
             except Exception as exc:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 events.emit(
