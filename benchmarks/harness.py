@@ -27,7 +27,7 @@ options:
         jobs table preloaded with 10,000 and then R finished jobs (default 1,000,000;
         0 skips it; must be more than 10,000). Skipped with --smoke
   --smoke
-        a tiny run (300 jobs, 20 pickup samples, 1 repeat, no growth) that proves
+        a tiny run (300 jobs, 20 pickup samples, 1 repeat, no growth, no limit) that proves
         the harness works; the test suite runs it and asserts no speed
   --out PATH
         JSON lines are appended here (default benchmarks/results.jsonl)
@@ -35,11 +35,17 @@ options:
         SQLAlchemy URL of a PostgreSQL database used to create and drop the benchmark
         databases (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres)
 
-Every result row has `system` (runner or the peer's name), `backend`, `measure`
-(enqueue, drain, pickup, growth) and: enqueue_single_jobs_s, enqueue_bulk_jobs_s
+Each backend also gets the raw-SQL limit (measure `limit`, system `raw-sql`,
+benchmarks/limit.py): the least SQL a durable queue can do here, one INSERT per
+transaction, 1,000 per transaction, and a drain claiming 1 and 100 per transaction.
+
+Every result row has `system` (runner, raw-sql or the peer's name), `backend`, `measure`
+(enqueue, drain, pickup, growth, limit) and: enqueue_single_jobs_s, enqueue_bulk_jobs_s
 (enqueue); drain_jobs_s, drain_jobs_s_runs, processes, lost, duplicated, peak_rss_mib
 (drain); pickup_p50_ms, pickup_p95_ms, pickup_p99_ms (pickup); rows_small, rows_large,
-drain_jobs_s_small, drain_jobs_s_large, ratio_large_small (growth); machine,
+drain_jobs_s_small, drain_jobs_s_large, ratio_large_small (growth);
+enqueue_single_jobs_s, enqueue_bulk_jobs_s, drain_one_jobs_s, drain_batch_jobs_s
+(limit); machine,
 runner_version, and a peer's `version`. How each peer is set up for concurrency 4 is
 in its module docstring (benchmarks/peers/*_peer.py) and in its rows' `settings`.
 
@@ -65,7 +71,7 @@ from typing import Any
 import sqlalchemy as sa
 from rich.console import Console
 
-from benchmarks import growth, peers, report, runner_bench, workload
+from benchmarks import growth, limit, peers, report, runner_bench, workload
 from benchmarks.peers import base as peer_base
 from benchmarks.workload import postgres_database
 
@@ -91,6 +97,8 @@ def run_runner(backend: str, args: argparse.Namespace) -> None:
         finally:
             if drop is not None:
                 drop()
+        if not args.smoke:
+            args.progress(limit.bench_limit(backend, root / "limit", args))
         if args.growth_rows:
             args.progress(growth.bench_growth(backend, root / "growth", args))
 

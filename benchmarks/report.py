@@ -40,6 +40,12 @@ def progress_line(row: dict[str, Any]) -> str:
         )
     if measure == "pickup":
         return f"{head}: p50/p95/p99 {_ms(row)} ms ({row.get('samples', 0)} samples)"
+    if measure == "limit":
+        return (
+            f"{head}: single {_num(row['enqueue_single_jobs_s'])}, bulk "
+            f"{_num(row['enqueue_bulk_jobs_s'])}, drain 1/txn {_num(row['drain_one_jobs_s'])}, "
+            f"100/txn {_num(row['drain_batch_jobs_s'])} jobs/s"
+        )
     if measure == "growth":
         return (
             f"{head}: {_num(row['drain_jobs_s_small'])} jobs/s on {_num(row['rows_small'])} rows, "
@@ -85,6 +91,8 @@ class _Index:
     def systems(self, backend: str) -> list[str]:
         seen: list[str] = []
         for row in self.rows:
+            if row["measure"] == "limit":
+                continue  # the raw-SQL limit has its own table
             if row["backend"] == backend and row["system"] not in seen:
                 seen.append(row["system"])
         return seen
@@ -190,15 +198,53 @@ def _ratios_table(index: _Index) -> Table:
     return table
 
 
+def _limits_table(index: _Index, rows: list[dict[str, Any]]) -> Table:
+    table = Table(
+        title="The least SQL on this machine (benchmarks/limit.py), and runner against it",
+        caption=(
+            "raw: one thread on the plain driver, no validation or leases; "
+            "runner / raw: the share of the limit runner reaches"
+        ),
+    )
+    table.add_column("backend")
+    for name in (
+        "raw single",
+        "raw bulk",
+        "raw drain 1/txn",
+        "raw drain 100/txn",
+        "runner/raw single",
+        "runner/raw bulk",
+        "runner drain 1 proc / raw 100/txn",
+    ):
+        table.add_column(name, justify="right")
+    for row in rows:
+        backend = row["backend"]
+        table.add_row(
+            backend,
+            _num(row["enqueue_single_jobs_s"]),
+            _num(row["enqueue_bulk_jobs_s"]),
+            _num(row["drain_one_jobs_s"]),
+            _num(row["drain_batch_jobs_s"]),
+            _ratio(index.value("runner", backend, "single"), row["enqueue_single_jobs_s"]),
+            _ratio(index.value("runner", backend, "bulk"), row["enqueue_bulk_jobs_s"]),
+            _ratio(index.value("runner", backend, "drain1"), row["drain_batch_jobs_s"]),
+        )
+    return table
+
+
 def render(rows: list[dict[str, Any]], console: Console) -> None:
     index = _Index(rows)
     console.print()
     console.print(_results_table(index))
+    limits = [r for r in rows if r["measure"] == "limit"]
+    if limits:
+        console.print()
+        console.print(_limits_table(index, limits))
     growth = [r for r in rows if r["measure"] == "growth"]
     if growth:
         console.print()
         console.print(_growth_table(growth))
-    if any(r["system"] != "runner" for r in rows):
+    if any(r["system"] not in ("runner", "raw-sql") for r in rows):
         console.print()
         console.print(_ratios_table(index))
         console.print()

@@ -196,6 +196,9 @@ class SqlStore:
             self.engine,
             [*_NEW_JOB_KEYS, "max_depth"],
         )
+        self._insert_many_sqlite = Prepared(
+            sa.insert(J).values(enqueued_at=now, run_at=now), self.engine, _NEW_JOB_KEYS
+        )
         self._insert_arrays: Prepared | None = None
         arrays = self.backend.array_rows(J, _NEW_JOB_KEYS)
         if arrays is not None:
@@ -384,6 +387,23 @@ class SqlStore:
             arrays = {k: [params(new[i])[k] for i in plain] for k in _NEW_JOB_KEYS}
             rows = conn.exec_driver_sql(self._insert_arrays.sql, arrays).all()
             for i, job_id in zip(plain, sorted(int(r[0]) for r in rows), strict=True):
+                ids[i] = job_id
+        elif plain and self.backend is sqlite and len(plain) > 1:
+            # executemany in C; under BEGIN IMMEDIATE nobody else inserts, so the rows get
+            # consecutive rowids ending at last_insert_rowid() (checked, never assumed).
+            many = self._insert_many_sqlite
+            values: list[Any] = [many.params(params(new[i])) for i in plain]
+            cursor = conn.connection.cursor()
+            try:
+                cursor.executemany(many.sql, values)
+                last = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
+            finally:
+                cursor.close()
+            first = last - len(plain) + 1
+            got = conn.scalar(sa.select(sa.func.count()).where(J.c.id.between(first, last)))
+            if got != len(plain):
+                raise RuntimeError(f"bulk insert: rowids {first}..{last} are not all new rows")
+            for i, job_id in zip(plain, range(first, last + 1), strict=True):
                 ids[i] = job_id
         elif plain:
             stmt = (

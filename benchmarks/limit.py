@@ -1,0 +1,171 @@
+"""The least SQL a durable queue can do on this machine: the limit to approach.
+
+One Python thread on the plain driver (sqlite3, psycopg), a bare table (id, payload,
+state) with a partial index on queued rows, no validation, no leases, no retries:
+
+- enqueue single: one INSERT per transaction;
+- enqueue bulk: 1,000 rows per transaction (executemany on SQLite, COPY on PostgreSQL);
+- drain, k = 1 and k = 100 jobs per round: one transaction leases k jobs (UPDATE ...
+  SET state = 'running' WHERE id IN (SELECT id ... LIMIT k [FOR UPDATE SKIP LOCKED])
+  RETURNING id, payload), each payload is decoded and a no-op called, and a second
+  transaction marks them done: the two commits at-least-once delivery needs.
+
+SQLite runs in WAL mode; enqueues commit with synchronous=FULL (an accepted job survives
+a power loss, as runner's default) and the drain with NORMAL (as runner's workers, and
+the issue's figures). PostgreSQL runs with its defaults. Runner's figures are compared
+with these in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from benchmarks import workload
+
+BULK = 1000
+SCHEMA = (
+    "CREATE TABLE raw_jobs (id {pk}, payload TEXT NOT NULL, state TEXT NOT NULL)",
+    "CREATE INDEX raw_jobs_queued ON raw_jobs (id) WHERE state = 'queued'",
+)
+
+
+def _noop(payload: object) -> None:
+    """The handler."""
+
+
+def _run(leased: list[Any]) -> None:
+    for _, payload in leased:
+        _noop(json.loads(payload))
+
+
+def _rate(n: int, fn: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - started)
+
+
+def _sqlite(path: Path, jobs: int, single: int) -> dict[str, float]:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    for stmt in SCHEMA:
+        conn.execute(stmt.format(pk="INTEGER PRIMARY KEY"))
+    payload = '{"n": 1}'
+
+    def one_by_one() -> None:
+        for _ in range(single):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO raw_jobs (payload, state) VALUES (?, 'queued')", (payload,))
+            conn.execute("COMMIT")
+
+    def bulk() -> None:
+        for first in range(0, jobs, BULK):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO raw_jobs (payload, state) VALUES (?, 'queued')",
+                [(payload,)] * min(BULK, jobs - first),
+            )
+            conn.execute("COMMIT")
+
+    def drain(k: int) -> Callable[[], None]:
+        def run() -> None:
+            while True:
+                conn.execute("BEGIN IMMEDIATE")
+                got = conn.execute(
+                    "UPDATE raw_jobs SET state = 'running' WHERE id IN (SELECT id FROM raw_jobs "
+                    "WHERE state = 'queued' ORDER BY id LIMIT ?) RETURNING id, payload",
+                    (k,),
+                ).fetchall()
+                conn.execute("COMMIT")
+                if not got:
+                    return
+                _run(got)
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "UPDATE raw_jobs SET state = 'done' WHERE id = ?", [(i,) for i, _ in got]
+                )
+                conn.execute("COMMIT")
+
+        return run
+
+    result = {"enqueue_single_jobs_s": _rate(single, one_by_one)}
+    result["enqueue_bulk_jobs_s"] = _rate(jobs, bulk)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    result["drain_batch_jobs_s"] = _rate(jobs + single, drain(100))
+    conn.execute("UPDATE raw_jobs SET state = 'queued'")
+    result["drain_one_jobs_s"] = _rate(jobs + single, drain(1))
+    conn.close()
+    return result
+
+
+def _postgres(dsn: str, jobs: int, single: int) -> dict[str, float]:
+    conn = psycopg.connect(dsn)
+    for stmt in SCHEMA:
+        conn.execute(stmt.format(pk="BIGSERIAL PRIMARY KEY"))
+    conn.commit()
+    payload = '{"n": 1}'
+
+    def one_by_one() -> None:
+        for _ in range(single):
+            conn.execute("INSERT INTO raw_jobs (payload, state) VALUES (%s, 'queued')", (payload,))
+            conn.commit()
+
+    def bulk() -> None:
+        for first in range(0, jobs, BULK):
+            with conn.cursor().copy("COPY raw_jobs (payload, state) FROM STDIN") as copy:
+                for _ in range(min(BULK, jobs - first)):
+                    copy.write_row((payload, "queued"))
+            conn.commit()
+
+    def drain(k: int) -> Callable[[], None]:
+        def run() -> None:
+            while True:
+                got = conn.execute(
+                    "UPDATE raw_jobs SET state = 'running' WHERE id IN (SELECT id FROM raw_jobs "
+                    "WHERE state = 'queued' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
+                    "RETURNING id, payload",
+                    (k,),
+                ).fetchall()
+                conn.commit()
+                if not got:
+                    return
+                _run(got)
+                conn.execute(
+                    "UPDATE raw_jobs SET state = 'done' WHERE id = ANY(%s)", ([i for i, _ in got],)
+                )
+                conn.commit()
+
+        return run
+
+    result = {"enqueue_single_jobs_s": _rate(single, one_by_one)}
+    result["enqueue_bulk_jobs_s"] = _rate(jobs, bulk)
+    conn.execute("ANALYZE raw_jobs")
+    conn.commit()
+    result["drain_batch_jobs_s"] = _rate(jobs + single, drain(100))
+    conn.execute("UPDATE raw_jobs SET state = 'queued'")
+    conn.commit()
+    result["drain_one_jobs_s"] = _rate(jobs + single, drain(1))
+    conn.close()
+    return result
+
+
+def bench_limit(backend: str, root: Path, args: Any) -> dict[str, Any]:
+    """The raw-SQL limits on one backend (its own SQLite file or PostgreSQL database)."""
+    jobs, single = args.jobs, args.single
+    if backend == "sqlite":
+        root.mkdir(parents=True, exist_ok=True)
+        figures = _sqlite(root / "limit.db", jobs, single)
+    else:
+        url, drop = workload.postgres_database(args.pg_url)
+        try:
+            figures = _postgres(workload.libpq_dsn(url), jobs, single)
+        finally:
+            drop()
+    return {"system": "raw-sql", "backend": backend, "measure": "limit", "jobs": jobs, **figures}
