@@ -140,7 +140,7 @@ class DataVersionWatcher:
             try:
                 if conn is None:
                     conn = sqlite3.connect(self.path, timeout=1.0, isolation_level=None)
-                version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+                version = int(conn.execute("PRAGMA data_version").fetchall()[0][0])
             except sqlite3.Error:
                 if conn is not None:
                     conn.close()

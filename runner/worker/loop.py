@@ -104,6 +104,11 @@ class Hooks:
         except Exception:
             log.exception("action=hook_failed hook=%s", name)
 
+    def wanted(self, name: str) -> bool:
+        """Whether any plugin implements the hook (per-job hooks are skipped otherwise)."""
+        caller = getattr(self._hook, name, None)
+        return caller is None or bool(caller.get_hookimpls())
+
 
 @dataclass
 class WorkerStats:
@@ -137,6 +142,7 @@ class Worker:
         self._on_loop: dict[int, asyncio.Task[None]] = {}  # coroutine handlers running
         self._recording = 0  # finished jobs whose ack, retry or dead-letter is not committed
         self._failing: set[asyncio.Task[None]] = set()
+        self._renewing: asyncio.Future[base.Slots] | None = None
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._force = False
@@ -223,6 +229,8 @@ class Worker:
             if listening is not None:
                 listening[1].set()
                 await asyncio.to_thread(listening[0].join, 5)
+            if self._renewing is not None:
+                await asyncio.wait([self._renewing], timeout=30)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(
                     self.store.release_slots, self.options.worker_id, list(self._lanes)
@@ -306,11 +314,15 @@ class Worker:
             events.emit(log, logging.INFO, "ack", **_identity(dup), duplicate=True)
             self.hooks.call("runner_job_acked", job=self._job(dup), duration_s=0.0, duplicate=True)
         ready = []
+        claimed_hook = self.hooks.wanted("runner_job_claimed")
+        debug = log.isEnabledFor(logging.DEBUG)
         for c in result.jobs:
             job = self._job(c)
             spec = self.job_specs.get(c.type)
-            self.hooks.call("runner_job_claimed", job=job)
-            events.emit(log, logging.DEBUG, "claim", **_identity(c))
+            if claimed_hook:
+                self.hooks.call("runner_job_claimed", job=job)
+            if debug:
+                events.emit(log, logging.DEBUG, "claim", **_identity(c))
             if spec is None:
                 ready.append(Ready(c, job, None, 0.0))
             else:
@@ -456,16 +468,20 @@ class Worker:
             except Exception:  # not committed: the leases expire and the jobs run again
                 log.exception("action=ack_failed jobs=%d", len(batch))
                 acked = set()
+            acked_hook = self.hooks.wanted("runner_job_acked")
+            info = log.isEnabledFor(logging.INFO)
             for ready, duration_s in batch:
                 c = ready.claimed
                 if c.id not in acked:
                     self._stale("ack", c)
                     continue
                 self.stats.processed += 1
-                events.emit(log, logging.INFO, "ack", **_identity(c), duration_s=duration_s)
-                self.hooks.call(
-                    "runner_job_acked", job=ready.job, duration_s=duration_s, duplicate=False
-                )
+                if info:
+                    events.emit(log, logging.INFO, "ack", **_identity(c), duration_s=duration_s)
+                if acked_hook:
+                    self.hooks.call(
+                        "runner_job_acked", job=ready.job, duration_s=duration_s, duplicate=False
+                    )
             self._recording -= len(batch)
             self._wake.set()
 
@@ -489,15 +505,21 @@ class Worker:
         for lane in self._lanes.values():
             draining = self._stopping.is_set()
             asked_at = time.monotonic()
-            slots = await self._db(
-                self.store.acquire_slots,
-                lane.spec.name,
-                self.options.worker_id,
-                wanted=lane.executing if draining else lane.spec.concurrency,
-                executing=lane.reported(),
-                concurrency=lane.spec.concurrency,
-                ttl_s=lane.ttl_s,
+            # Shielded: a renewal cancelled at shutdown still finishes, and run() waits
+            # for it before giving the slots back (else its commit could land after the
+            # release and leave a row that blocks the next worker until it expires).
+            self._renewing = asyncio.ensure_future(
+                self._db(
+                    self.store.acquire_slots,
+                    lane.spec.name,
+                    self.options.worker_id,
+                    wanted=lane.executing if draining else lane.spec.concurrency,
+                    executing=lane.reported(),
+                    concurrency=lane.spec.concurrency,
+                    ttl_s=lane.ttl_s,
+                )
             )
+            slots = await asyncio.shield(self._renewing)
             lane.set_slots(slots.held, asked_at + lane.ttl_s * 0.8)
             self._start_on_loop(lane)
             self._wake.set()

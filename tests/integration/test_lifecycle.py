@@ -131,3 +131,33 @@ def test_invalid_payload_lists_each_field_and_stores_nothing(project: Path, db_u
 def test_unknown_job_type_is_not_found(project: Path, db_url: str) -> None:
     with load(project, db_url) as pipeline, pytest.raises(runner.NotFound):
         pipeline.enqueue("email.nope", email(1))
+
+
+def test_a_slot_renewal_in_flight_at_stop_leaves_no_slots_behind(
+    project: Path, db_url: str
+) -> None:
+    """The worker waits for a renewal still running when it stops before it gives its
+    slots back: a renewal committed after the release would leave a row that holds the
+    next worker's slots until it expires (seconds of nothing)."""
+    import time
+
+    import sqlalchemy as sa
+
+    with load(project, db_url) as pipeline:
+        pipeline.enqueue("email.send", email(1))
+        store = pipeline.store
+        real = store.acquire_slots
+        calls: list[float] = []
+
+        def slow_renewal(*args: object, **kwargs: object) -> object:
+            calls.append(time.monotonic())
+            if len(calls) > 1:
+                time.sleep(0.5)  # still running when the worker goes idle and stops
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        store.acquire_slots = slow_renewal  # type: ignore[method-assign]
+        worker = pipeline.run_worker(until_idle=True)
+        assert worker.stats.processed == 1 and len(calls) >= 2
+        with store.engine.connect() as conn:
+            left = conn.execute(sa.text("SELECT worker, held FROM runner_slots")).all()
+        assert left == []
