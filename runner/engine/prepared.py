@@ -56,15 +56,18 @@ def one_statement(
     values: Mapping[str, Any],
     *,
     autocommit: bool = False,
+    all_rows: bool = False,
 ) -> Any:
-    """Run one statement in a transaction of its own; return its first row (or None).
+    """Run one statement in a transaction of its own; return its first row (or None), or
+    with ``all_rows`` the list of its rows.
 
     With ``autocommit`` (PostgreSQL) the statement is its own transaction: one round trip
     instead of three (BEGIN, the statement, COMMIT), and just as atomic and durable.
     """
     if not autocommit:
         with raw_transaction(engine, begin) as tx:
-            return tx.one(stmt, values)
+            tx.cursor.execute(stmt.sql, stmt.params(values))
+            return tx.cursor.fetchall() if all_rows else tx.cursor.fetchone()
     dbapi = engine.dialect.loaded_dbapi
     raw = engine.raw_connection()
     try:
@@ -74,7 +77,7 @@ def one_statement(
             cursor = raw.cursor()
             try:
                 cursor.execute(stmt.sql, stmt.params(values))
-                return cursor.fetchone()
+                return cursor.fetchall() if all_rows else cursor.fetchone()
             finally:
                 cursor.close()
         finally:

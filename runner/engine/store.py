@@ -54,6 +54,7 @@ TRACEBACK_LIMIT = 8000
 MESSAGE_LIMIT = 2000
 P95_SAMPLE = 10_000
 
+# In the order of base.Claimed's fields: a claimed row becomes Claimed(*row).
 _CLAIM_COLUMNS = (
     J.c.id,
     J.c.queue,
@@ -258,6 +259,9 @@ class SqlStore:
 
     def _begin_durable(self, cursor: Any, info: dict[str, Any]) -> None:
         self.backend.begin_raw(cursor, info, self.options.sqlite_synchronous)
+
+    def _begin_worker(self, cursor: Any, info: dict[str, Any]) -> None:
+        self.backend.begin_raw(cursor, info, self.options.sqlite_worker_synchronous)
 
     # -- connections -------------------------------------------------------------
 
@@ -471,6 +475,8 @@ class SqlStore:
         instead. The attempt is counted here, so a handler that kills its process cannot
         loop forever. Jobs whose idempotency key is already done are acked as duplicates.
         """
+        if concurrency is None and self.backend.single_statement_autocommit:
+            return self._claim_one_statement(queue, limit, lease_s, worker)
         with self._work() as conn:
             room = limit
             if concurrency is not None:
@@ -493,6 +499,26 @@ class SqlStore:
             stmt = self._claim
             rows = conn.exec_driver_sql(stmt.sql, stmt.params(values)).all()
             claimed = sorted((_claimed(r) for r in rows), key=lambda c: c.id)
+            return self._skip_done_keys(conn, claimed)
+
+    def _claim_one_statement(
+        self, queue: str, limit: int, lease_s: float, worker: str
+    ) -> ClaimResult:
+        """PostgreSQL: the claim is one statement, its own transaction (one round trip)."""
+        values = {
+            "claim_queue": queue,
+            "claim_limit": limit,
+            "claim_token": uuid.uuid4().hex,
+            "claim_lease_s": lease_s,
+            "claim_worker": worker,
+        }
+        rows = one_statement(
+            self.engine, self._begin_worker, self._claim, values, autocommit=True, all_rows=True
+        )
+        claimed = sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+        if not any(c.idempotency_key is not None for c in claimed):
+            return ClaimResult(claimed, [])
+        with self._work() as conn:
             return self._skip_done_keys(conn, claimed)
 
     def _skip_done_keys(self, conn: sa.Connection, claimed: list[Claimed]) -> ClaimResult:
@@ -595,6 +621,18 @@ class SqlStore:
         """
         if not acks:
             return set()
+        pairs = [(i, t) for i, t, _ in acks]
+        if self.backend.single_statement_autocommit and all(k is None for _, _, k in acks):
+            # PostgreSQL, no keys to record: one statement, its own transaction.
+            rows = one_statement(
+                self.engine,
+                self._begin_worker,
+                self._ack,
+                self.backend.lease_pairs_params(pairs),
+                autocommit=True,
+                all_rows=True,
+            )
+            return {int(r[0]) for r in rows}
         with self._work() as conn:
             now = self._now()
             stmt = self._ack
