@@ -53,8 +53,11 @@ class NewJob:
     idempotency_key: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Claimed:
+    """A leased job as the store returns it (built once per job: slotted, not frozen,
+    for speed; nothing mutates it)."""
+
     id: int
     queue: str
     type: str

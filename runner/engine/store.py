@@ -96,22 +96,6 @@ def backend_for(url: sa.URL) -> ModuleType:
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
-def _claimed(row: sa.Row[Any]) -> Claimed:
-    return Claimed(
-        id=row.id,
-        queue=row.queue,
-        type=row.type,
-        payload_json=row.payload,
-        attempt=row.attempt,
-        max_attempts=row.max_attempts,
-        lease_token=row.lease_token or "",
-        idempotency_key=row.idempotency_key,
-        schema_version=row.schema_version,
-        enqueued_at=row.enqueued_at,
-        claimed_at=row.started_at or 0.0,
-    )
-
-
 _NEW_JOB_KEYS = (
     "queue",
     "type",
@@ -498,7 +482,7 @@ class SqlStore:
             }
             stmt = self._claim
             rows = conn.exec_driver_sql(stmt.sql, stmt.params(values)).all()
-            claimed = sorted((_claimed(r) for r in rows), key=lambda c: c.id)
+            claimed = sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
             return self._skip_done_keys(conn, claimed)
 
     def _claim_one_statement(

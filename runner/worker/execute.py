@@ -15,7 +15,7 @@ from runner import errors, jobs
 TRACEBACK_LINES = 30
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     ok: bool
     duration_s: float

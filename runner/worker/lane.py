@@ -39,7 +39,7 @@ class QueueSpec:
     alert: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Ready:
     """A job claimed ahead, with what running it needs."""
 
@@ -50,14 +50,14 @@ class Ready:
     non_retryable: Collection[str] = ()
 
 
-@dataclass
+@dataclass(slots=True)
 class Running:
     ready: Ready
     deadline: float  # monotonic
     thread: threading.Thread | None = None  # None: a coroutine on the loop
 
 
-@dataclass
+@dataclass(slots=True)
 class Finished:
     ready: Ready
     outcome: execute.Outcome
