@@ -96,6 +96,17 @@ def backend_for(url: sa.URL) -> ModuleType:
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
+def _claim_values(queue: str, limit: int, lease_s: float, worker: str) -> dict[str, Any]:
+    """The parameters of the prepared claim statement (a new lease token each time)."""
+    return {
+        "claim_queue": queue,
+        "claim_limit": limit,
+        "claim_token": uuid.uuid4().hex,
+        "claim_lease_s": lease_s,
+        "claim_worker": worker,
+    }
+
+
 _NEW_JOB_KEYS = (
     "queue",
     "type",
@@ -473,13 +484,7 @@ class SqlStore:
                 room = min(limit, concurrency - running)
             if room <= 0:
                 return ClaimResult([], [], saturated=True)
-            values = {
-                "claim_queue": queue,
-                "claim_limit": room,
-                "claim_token": uuid.uuid4().hex,
-                "claim_lease_s": lease_s,
-                "claim_worker": worker,
-            }
+            values = _claim_values(queue, room, lease_s, worker)
             stmt = self._claim
             rows = conn.exec_driver_sql(stmt.sql, stmt.params(values)).all()
             claimed = sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
@@ -489,13 +494,7 @@ class SqlStore:
         self, queue: str, limit: int, lease_s: float, worker: str
     ) -> ClaimResult:
         """PostgreSQL: the claim is one statement, its own transaction (one round trip)."""
-        values = {
-            "claim_queue": queue,
-            "claim_limit": limit,
-            "claim_token": uuid.uuid4().hex,
-            "claim_lease_s": lease_s,
-            "claim_worker": worker,
-        }
+        values = _claim_values(queue, limit, lease_s, worker)
         rows = one_statement(
             self.engine, self._begin_worker, self._claim, values, autocommit=True, all_rows=True
         )
