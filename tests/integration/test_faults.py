@@ -73,6 +73,7 @@ def test_sigterm_lets_in_flight_jobs_finish_and_exits_0(project: Path, db_url: s
     enqueue_jsonl(pipeline, env, [email(i, simulate_work_s=1.0) for i in range(1, 7)])
     worker = start_cli("up", pipeline, "--grace", "10s", env=env)
     wait_for(lambda: status(pipeline, env)["in_flight"] == 2)
+    time.sleep(0.5)  # leased is not yet running: let the handlers start (they run for seconds)
     worker.send_signal(signal.SIGTERM)
     _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 0, stderr
@@ -89,6 +90,7 @@ def test_grace_period_over_releases_leases_at_once(project: Path, db_url: str) -
     enqueue_jsonl(pipeline, env, [email(i, simulate_work_s=6.0) for i in range(1, 3)])
     worker = start_cli("up", pipeline, "--grace", "300ms", env=env)
     wait_for(lambda: status(pipeline, env)["in_flight"] == 2)
+    time.sleep(0.5)  # leased is not yet running: let the handlers start (they run for seconds)
     worker.send_signal(signal.SIGTERM)
     _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 0, stderr
@@ -131,6 +133,7 @@ def test_sigint_on_the_supervisor_drains_every_process(project: Path, db_url: st
     enqueue_jsonl(pipeline, env, [email(i, simulate_work_s=1.0) for i in range(1, 9)])
     supervisor = start_cli("up", pipeline, "--processes", "2", "--grace", "10s", env=env)
     wait_for(lambda: status(pipeline, env)["in_flight"] == 2)
+    time.sleep(0.5)  # leased is not yet running: let the handlers start (they run for seconds)
     supervisor.send_signal(signal.SIGINT)
     _, stderr = supervisor.communicate(timeout=60)
     assert supervisor.returncode == 0, stderr
