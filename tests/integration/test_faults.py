@@ -184,6 +184,7 @@ def test_stale_worker_cannot_ack_after_its_lease_was_taken(project: Path, db_url
     stale = start_cli("up", pipeline, env=env)
     try:
         wait_for(lambda: status(pipeline, env)["in_flight"] == 1)
+        time.sleep(0.3)  # leased is not yet running: let its handler start (it runs 1 s)
         stale.send_signal(signal.SIGSTOP)  # the worker stalls past its lease
         time.sleep(2.5)
         fresh = run_cli("up", pipeline, "--until-idle", env=env)
