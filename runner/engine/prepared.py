@@ -68,9 +68,7 @@ def one_statement(
         with raw_transaction(engine, begin) as tx:
             tx.cursor.execute(stmt.sql, stmt.params(values))
             return tx.cursor.fetchall() if all_rows else tx.cursor.fetchone()
-    dbapi = engine.dialect.loaded_dbapi
-    raw = engine.raw_connection()
-    try:
+    with _checked_out(engine) as raw:
         driver: Any = raw.dbapi_connection
         driver.autocommit = True
         try:
@@ -82,23 +80,13 @@ def one_statement(
                 cursor.close()
         finally:
             driver.autocommit = False
-    except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
-        raw.invalidate()
-        raise StoreUnavailable(str(exc).strip().splitlines()[0] if str(exc) else "") from exc
-    finally:
-        raw.close()
 
 
 @contextlib.contextmanager
 def raw_transaction(engine: sa.Engine, begin: Any) -> Iterator[RawTransaction]:
-    """Check a connection out of the pool, ``begin(cursor, info)``, yield, commit.
-
-    A failure rolls back; a lost connection is dropped from the pool and reported as
-    StoreUnavailable, like the verbs that go through SQLAlchemy.
-    """
-    dbapi = engine.dialect.loaded_dbapi
-    raw = engine.raw_connection()
-    try:
+    """Check a connection out of the pool, ``begin(cursor, info)``, yield, commit; a
+    failure rolls back."""
+    with _checked_out(engine) as raw:
         cursor = raw.cursor()
         try:
             begin(cursor, raw.info)
@@ -111,6 +99,16 @@ def raw_transaction(engine: sa.Engine, begin: Any) -> Iterator[RawTransaction]:
         finally:
             with contextlib.suppress(Exception):
                 cursor.close()
+
+
+@contextlib.contextmanager
+def _checked_out(engine: sa.Engine) -> Iterator[Any]:
+    """A pooled DBAPI connection; a lost one is dropped from the pool and reported as
+    StoreUnavailable, like the verbs that go through SQLAlchemy."""
+    dbapi = engine.dialect.loaded_dbapi
+    raw = engine.raw_connection()
+    try:
+        yield raw
     except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
         raw.invalidate()
         raise StoreUnavailable(str(exc).strip().splitlines()[0] if str(exc) else "") from exc

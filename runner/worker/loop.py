@@ -529,7 +529,7 @@ class Worker:
     async def _slots_loop(self) -> None:
         # Often enough that a worker holding more than its fair share hears of a newcomer
         # within a quarter second (the renewal is one short transaction per queue).
-        renew_s = min(SLOT_RENEW_S, *(lane.ttl_s / 5 for lane in self._lanes.values()))
+        renew_s = min([SLOT_RENEW_S, *(lane.ttl_s / 5 for lane in self._lanes.values())])
         while True:
             try:
                 soon = await self._renew_slots()
@@ -724,23 +724,27 @@ class Worker:
         leftover = [run.ready for lane in self._lanes.values() for run in lane.running_jobs()]
         for task in list(self._on_loop.values()):
             task.cancel()
-        for ready in leftover:
-            c = ready.claimed
+        if leftover:
+            leases = [(r.claimed.id, r.claimed.lease_token) for r in leftover]
             try:
-                released_one = await asyncio.to_thread(self.store.release, c.id, c.lease_token)
+                released = await asyncio.to_thread(self.store.release_many, leases)
             except Exception as exc:
-                events.emit(log, logging.WARNING, "release_failed", job_id=c.id, reason=str(exc))
-                continue
-            if released_one:
-                self.stats.released += 1
                 events.emit(
-                    log,
-                    logging.WARNING,
-                    "release",
-                    job_id=c.id,
-                    type=c.type,
-                    queue=c.queue,
-                    reason="shutdown grace period over",
+                    log, logging.WARNING, "release_failed", jobs=len(leases), reason=str(exc)
                 )
+                released = set()
+            for ready in leftover:
+                c = ready.claimed
+                if c.id in released:
+                    self.stats.released += 1
+                    events.emit(
+                        log,
+                        logging.WARNING,
+                        "release",
+                        job_id=c.id,
+                        type=c.type,
+                        queue=c.queue,
+                        reason="shutdown grace period over",
+                    )
         if leftover:
             self.abandoned_threads = True
