@@ -174,7 +174,15 @@ class AlertEvent:
 class Listener(Protocol):
     """Wakes a worker early when jobs are enqueued; a hint only, polling is the truth."""
 
-    def run(self, queues: set[str], wake: Callable[[], None], stop: threading.Event) -> None: ...
+    def run(
+        self,
+        queues: set[str],
+        wake: Callable[[], None],
+        stop: threading.Event,
+        idle: threading.Event | None = None,
+    ) -> None:
+        """Call ``wake`` when jobs may have arrived, until ``stop``. ``idle`` is set while
+        the worker waits for jobs (a polling listener pauses while it is clear)."""
 
 
 class Store(Protocol):

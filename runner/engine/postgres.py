@@ -142,7 +142,14 @@ class Listener:
         conn.execute(f"LISTEN {CHANNEL}")  # a constant channel name, not user input
         return conn
 
-    def run(self, queues: set[str], wake: Callable[[], None], stop: threading.Event) -> None:
+    def run(
+        self,
+        queues: set[str],
+        wake: Callable[[], None],
+        stop: threading.Event,
+        idle: threading.Event | None = None,
+    ) -> None:
+        """Notifications are pushed: ``idle`` is not needed."""
         conn: Any = None
         delay = 0.1
         last_beat = time.monotonic()

@@ -121,22 +121,38 @@ def notify(conn: sa.Connection, queues: set[str]) -> None:
     """No notifications on SQLite: workers poll."""
 
 
+PAUSED_CHECK_S = 0.1
+"""While the worker is busy, the watcher looks this often whether to stop."""
+
+
 class DataVersionWatcher:
     """Wakes a worker within milliseconds of a commit by any other connection to the file.
 
     SQLite has no notifications; ``PRAGMA data_version`` changes whenever another
     connection commits, and reading it takes no lock and no disk I/O, so polling it every
     couple of milliseconds costs next to nothing. A wake is a hint: claims still decide.
+    It polls only while the worker waits for jobs (``idle``).
     """
 
     def __init__(self, path: str, interval_s: float = 0.002) -> None:
         self.path = path
         self.interval_s = interval_s
 
-    def run(self, queues: set[str], wake: Callable[[], None], stop: threading.Event) -> None:
+    def run(
+        self,
+        queues: set[str],
+        wake: Callable[[], None],
+        stop: threading.Event,
+        idle: threading.Event | None = None,
+    ) -> None:
         conn: sqlite3.Connection | None = None
         last: int | None = None
         while not stop.is_set():
+            if idle is not None and not idle.is_set():
+                # The worker's claims are coming back full: nothing to wake it for, and a
+                # thread polling every 2 ms would only take the GIL from its handlers.
+                idle.wait(PAUSED_CHECK_S)
+                continue
             try:
                 if conn is None:
                     conn = sqlite3.connect(self.path, timeout=1.0, isolation_level=None)

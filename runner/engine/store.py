@@ -36,6 +36,7 @@ from runner.engine.base import (
     StoreUnavailable,
 )
 from runner.engine.prepared import Prepared, one_statement, raw_transaction
+from runner.engine.sqlite_rows import SqliteRows
 
 J = tables.jobs
 E = tables.job_errors
@@ -219,33 +220,61 @@ class SqlStore:
         )
         if self.backend.skip_locked:
             pick = pick.with_for_update(skip_locked=True)
+        claim_values: dict[str, Any] = {
+            "state": "running",
+            "attempt": J.c.attempt + 1,
+            "lease_token": sa.bindparam("claim_token"),
+            "lease_expires_at": now + sa.bindparam("claim_lease_s", type_=sa.Double()),
+            "started_at": now,
+            "worker": sa.bindparam("claim_worker"),
+        }
+        claim_keys = ["claim_queue", "claim_limit", "claim_token", "claim_lease_s", "claim_worker"]
         self._claim = Prepared(
             sa.update(J)
             .where(J.c.id.in_(pick.scalar_subquery()))
-            .values(
-                state="running",
-                attempt=J.c.attempt + 1,
-                lease_token=sa.bindparam("claim_token"),
-                lease_expires_at=now + sa.bindparam("claim_lease_s", type_=sa.Double()),
-                started_at=now,
-                worker=sa.bindparam("claim_worker"),
-            )
+            .values(**claim_values)
             .returning(*_CLAIM_COLUMNS),
             self.engine,
-            ["claim_queue", "claim_limit", "claim_token", "claim_lease_s", "claim_worker"],
+            claim_keys,
         )
         pairs = self.backend.lease_pairs()
+        pairs_keys = list(self.backend.lease_pairs_params([]))
+        ack_values: dict[str, Any] = {
+            "state": "succeeded",
+            "finished_at": now,
+            "lease_token": None,
+            "lease_expires_at": None,
+        }
         self._ack = Prepared(
             sa.update(J)
             .where(
                 IS_RUNNING,
                 sa.tuple_(J.c.id, J.c.lease_token).in_(sa.select(pairs.c.id, pairs.c.token)),
             )
-            .values(state="succeeded", finished_at=now, lease_token=None, lease_expires_at=None)
+            .values(**ack_values)
             .returning(J.c.id),
             self.engine,
-            list(self.backend.lease_pairs_params([])),
+            pairs_keys,
         )
+        self._key_done = Prepared(
+            self.backend.insert(K).values(done_at=now).on_conflict_do_nothing(),
+            self.engine,
+            ["key", "job_id"],
+        )
+        self._rows: SqliteRows | None = None
+        if self.backend is sqlite:
+            self._rows = SqliteRows(
+                self.engine,
+                self._begin_worker,
+                pick=pick,
+                claim_values=claim_values,
+                claim_keys=claim_keys,
+                columns=_CLAIM_COLUMNS,
+                lease_pairs=pairs,
+                pairs_keys=pairs_keys,
+                ack_values=ack_values,
+                now=now,
+            )
         self._queued_depth = Prepared(
             sa.select(sa.func.count()).where(J.c.queue == sa.bindparam("queue"), IS_QUEUED),
             self.engine,
@@ -472,6 +501,9 @@ class SqlStore:
         """
         if concurrency is None and self.backend.single_statement_autocommit:
             return self._claim_one_statement(queue, limit, lease_s, worker)
+        if concurrency is None and self._rows is not None:
+            claimed = self._rows.claim(_claim_values(queue, limit, lease_s, worker))
+            return self._without_done_keys(claimed)
         with self._work() as conn:
             room = limit
             if concurrency is not None:
@@ -499,6 +531,10 @@ class SqlStore:
             self.engine, self._begin_worker, self._claim, values, autocommit=True, all_rows=True
         )
         claimed = sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+        return self._without_done_keys(claimed)
+
+    def _without_done_keys(self, claimed: list[Claimed]) -> ClaimResult:
+        """After a claim committed: jobs whose key is done already are acked as duplicates."""
         if not any(c.idempotency_key is not None for c in claimed):
             return ClaimResult(claimed, [])
         with self._work() as conn:
@@ -581,6 +617,9 @@ class SqlStore:
         """Renew leases still held; return the ids whose lease was lost."""
         if not leases:
             return set()
+        if self._rows is not None:
+            held = self._rows.extend(self.backend.lease_pairs_params(leases), lease_s)
+            return {job_id for job_id, _ in leases} - held
         with self._work() as conn:
             kept = conn.scalars(
                 sa.update(J)
@@ -616,6 +655,17 @@ class SqlStore:
                 all_rows=True,
             )
             return {int(r[0]) for r in rows}
+        if self._rows is not None:
+            key_done = self._key_done
+
+            def record_keys(cursor: Any, acked: set[int]) -> None:
+                keys = [(k, i) for i, _, k in acks if k is not None and i in acked]
+                if keys:
+                    cursor.executemany(
+                        key_done.sql, [key_done.params({"key": k, "job_id": i}) for k, i in keys]
+                    )
+
+            return self._rows.ack(self.backend.lease_pairs_params(pairs), record_keys)
         with self._work() as conn:
             now = self._now()
             stmt = self._ack
