@@ -20,13 +20,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from runner import api, errors, events
 from runner import lint as lint_mod
@@ -36,21 +32,33 @@ from runner.config.durations import parse_duration
 from runner.config.settings import Settings
 from runner.engine import base
 
+if TYPE_CHECKING:  # rich is imported where it is used: `runner up` starts without it
+    from rich.console import Console
+    from rich.table import Table
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 JSONL_BATCH = 1000
 
 
+@functools.cache
 def _console(stderr: bool = False) -> Console:
-    """Rich consoles; when not on a terminal, wide enough that tables do not wrap."""
+    """Rich consoles, made on first use; when not on a terminal, wide enough that tables
+    do not wrap."""
+    from rich.console import Console
+
     console = Console(stderr=stderr)
     if not console.is_terminal:
         console = Console(stderr=stderr, width=160)
     return console
 
 
-out = _console()
-err = _console(stderr=True)
+def _out() -> Console:
+    return _console()
+
+
+def _err() -> Console:
+    return _console(stderr=True)
 
 
 def _fail(exc: errors.RunnerError) -> NoReturn:
@@ -279,6 +287,8 @@ def _status_json(stats: dict[str, base.QueueStats]) -> dict[str, Any]:
 
 def _status_table(pipeline: api.Pipeline, stats: dict[str, base.QueueStats]) -> Table:
     window = pipeline.settings.status_window_s
+    from rich.table import Table
+
     table = Table(
         title=f"{pipeline.loaded.display} (failure rate and p95 over the last {window:g}s)",
         title_justify="left",
@@ -325,13 +335,15 @@ def status(file: str, as_json: bool, watch: bool, interval: str) -> None:
             if as_json:
                 click.echo(json.dumps(_status_json(stats)))
             else:
-                out.print(_status_table(pipeline, stats))
+                _out().print(_status_table(pipeline, stats))
             return
         if as_json:  # one JSON document per refresh, for piping into jq
             while True:
                 click.echo(json.dumps(_status_json(pipeline.status())))
                 time.sleep(period)
-        with Live(_status_table(pipeline, pipeline.status()), console=out) as live:
+        from rich.live import Live
+
+        with Live(_status_table(pipeline, pipeline.status()), console=_out()) as live:
             while True:
                 time.sleep(period)
                 live.update(_status_table(pipeline, pipeline.status()))
@@ -359,12 +371,20 @@ class _ProgressPoller:
             baseline, left = self._totals()
         except errors.RunnerError:
             return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         with Progress(
             TextColumn("[bold]draining"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=err,
+            console=_err(),
             transient=False,
         ) as progress:
             task = progress.add_task("jobs", total=left)
@@ -380,7 +400,7 @@ class _ProgressPoller:
             progress.update(task, completed=done, total=done + left)
 
     def __enter__(self) -> _ProgressPoller:
-        if err.is_terminal:
+        if _err().is_terminal:
             self.thread.start()
         return self
 
@@ -547,7 +567,7 @@ def _up(
             if poller is not None:
                 poller.__exit__(None, None, None)
         if until_idle and progress and code == 0:
-            out.print(_status_table(pipeline, pipeline.status()))
+            _out().print(_status_table(pipeline, pipeline.status()))
     if worker is not None and worker.abandoned_threads:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -643,12 +663,14 @@ def alerts(file: str, limit: int, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps([dataclasses.asdict(e) for e in found]))
             return
+        from rich.table import Table
+
         table = Table(title=f"alerts of {file}", title_justify="left")
         for column in ("when", "queue", "rule", "state", "value", "threshold"):
             table.add_column(column)
         for e in found:
             table.add_row(_ts(e.at), e.queue, e.rule, e.state, f"{e.value:g}", f"{e.threshold:g}")
-        out.print(table)
+        _out().print(table)
 
 
 # -- dlq ----------------------------------------------------------------------------------
@@ -738,6 +760,8 @@ def dlq_list(
                 json.dumps([_dead_json(j, with_payload=False, with_errors=False) for j in dead])
             )
             return
+        from rich.table import Table
+
         table = Table(title=f"dead jobs in {file}: {len(dead)}", title_justify="left")
         for column in ("id", "type", "queue", "attempts", "dead at", "owner", "last error"):
             table.add_column(column, no_wrap=True, overflow="ellipsis")
@@ -751,7 +775,7 @@ def dlq_list(
                 j.owner or "-",
                 (j.last_error or "-")[:80],
             )
-        out.print(table)
+        _out().print(table)
 
 
 @dlq.command("show")
@@ -771,21 +795,21 @@ def dlq_show(file: str, job_id: int, with_payload: bool, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(_dead_json(job, with_payload=with_payload, with_errors=True)))
             return
-        out.print(f"[bold]job {job.id}[/bold] {job.type} on queue {job.queue}")
-        out.print(f"attempts {job.attempts}/{job.max_attempts}, owner {job.owner or '-'}")
-        out.print(f"enqueued {_ts(job.enqueued_at)}, dead {_ts(job.dead_at)}")
+        _out().print(f"[bold]job {job.id}[/bold] {job.type} on queue {job.queue}")
+        _out().print(f"attempts {job.attempts}/{job.max_attempts}, owner {job.owner or '-'}")
+        _out().print(f"enqueued {_ts(job.enqueued_at)}, dead {_ts(job.dead_at)}")
         if job.idempotency_key:
-            out.print(f"idempotency key {job.idempotency_key}", markup=False)
+            _out().print(f"idempotency key {job.idempotency_key}", markup=False)
         for e in job.errors:
-            out.print(f"\n[bold]attempt {e.attempt}[/bold] {_ts(e.at)} {e.type}: ", end="")
-            out.print(e.message, markup=False)
+            _out().print(f"\n[bold]attempt {e.attempt}[/bold] {_ts(e.at)} {e.type}: ", end="")
+            _out().print(e.message, markup=False)
             if e.traceback:
-                out.print(e.traceback, markup=False, style="dim")
+                _out().print(e.traceback, markup=False, style="dim")
         if with_payload:
-            out.print("\npayload:")
-            out.print_json(job.payload_json)
+            _out().print("\npayload:")
+            _out().print_json(job.payload_json)
         else:
-            out.print("\n(payload hidden; add --payload to print it)")
+            _out().print("\n(payload hidden; add --payload to print it)")
 
 
 def _selection(
@@ -917,12 +941,14 @@ def dlq_audit(file: str, limit: int, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps([dataclasses.asdict(e) for e in entries]))
             return
+        from rich.table import Table
+
         table = Table(title="DLQ audit", title_justify="left")
         for column in ("when", "operator", "action", "jobs", "selection"):
             table.add_column(column)
         for e in entries:
             table.add_row(_ts(e.at), e.operator, e.action, str(e.count), e.selection)
-        out.print(table)
+        _out().print(table)
 
 
 def main() -> None:

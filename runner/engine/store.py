@@ -7,6 +7,7 @@ Backend differences (clock, locking, upsert) live in ``sqlite.py`` and
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import math
 import uuid
@@ -17,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runner import jobs as jobs_mod
-from runner.engine import base, migrations, postgres, sqlite, tables
+from runner.engine import base, migrations, sqlite, tables
 from runner.engine.base import (
     AlertEvent,
     AuditEntry,
@@ -93,7 +94,8 @@ def backend_for(url: sa.URL) -> ModuleType:
     if backend == "sqlite":
         return sqlite
     if backend in ("postgresql", "postgres"):
-        return postgres
+        # imported on first use: a SQLite project never loads the PostgreSQL dialect
+        return importlib.import_module("runner.engine.postgres")
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
@@ -318,8 +320,9 @@ class SqlStore:
     def listener(self) -> base.Listener | None:
         """Early wake-ups when jobs are enqueued: LISTEN/NOTIFY on PostgreSQL, a watch on
         the file's data version on SQLite; None for an in-memory database (poll only)."""
-        if self.backend is postgres:
-            return postgres.Listener(self.url, self.options)
+        if self.backend is not sqlite:
+            listener: base.Listener = self.backend.Listener(self.url, self.options)
+            return listener
         path = self.url.database
         if path and path != ":memory:" and not path.startswith("file:"):
             return sqlite.DataVersionWatcher(path)
