@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 import referencing.exceptions
 from jsonschema import validators
 
@@ -67,6 +68,10 @@ _JSON_TYPES = {
     float: "number",
     type(None): "null",
 }
+
+
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""Compact UTF-8 JSON without NaN; one encoder (json.dumps would build one per call)."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,76 @@ def _validator_class(schema: Mapping[str, Any]) -> type[jsonschema.protocols.Val
     return first
 
 
+_REGEX_DIALECT_GAPS = re.compile(r"\\[DWSsBbpP]|\(\?[a-z]*i")
+"""Regex parts where JSON Schema's ECMA-262 dialect can match text Python's ``re`` does
+not (ASCII-only negated classes and boundaries, \\s, Unicode properties, case folding)."""
+_FORMATS_AT_LEAST_AS_STRICT = frozenset(
+    {
+        "date",
+        "date-time",
+        "time",
+        "duration",
+        "email",
+        "idn-email",
+        "hostname",
+        "idn-hostname",
+        "ipv4",
+        "ipv6",
+        "uri",
+        "uri-reference",
+        "iri",
+        "iri-reference",
+        "uuid",
+        "json-pointer",
+        "relative-json-pointer",
+    }
+)
+"""Formats the compiled validator checks at least as strictly as jsonschema's checker."""
+
+
+def _fast_validator(schema: Mapping[str, Any]) -> Any:
+    """A compiled validator (jsonschema-rs) for the accept path, or None.
+
+    jsonschema stays the judge: the compiled one only says "valid" sooner, and a payload
+    it refuses is checked again by jsonschema, which lists the problems (and accepts it if
+    it finds none). So it is used only where it cannot accept what jsonschema refuses:
+    no remote ``$ref`` (it would fetch it), no format it may check more loosely, no regex
+    construct where the two dialects differ in that direction.
+    """
+    if not _fast_safe(schema):
+        return None
+    try:
+        return jsonschema_rs.validator_for(dict(schema), validate_formats=True)
+    except Exception:  # a construct it does not support: jsonschema alone
+        return None
+
+
+def _fast_safe(node: object) -> bool:
+    if isinstance(node, list):
+        return all(_fast_safe(item) for item in node)
+    if not isinstance(node, dict):
+        return True
+    for key, value in node.items():
+        if key == "$ref" and not (isinstance(value, str) and value.startswith("#")):
+            return False
+        # (a dict under "format" or "pattern" is the schema of a property so named)
+        if key == "format" and isinstance(value, str) and value not in _FORMATS_AT_LEAST_AS_STRICT:
+            return False
+        if key == "pattern" and isinstance(value, str) and _REGEX_DIALECT_GAPS.search(value):
+            return False
+        if (
+            key == "patternProperties"
+            and isinstance(value, dict)
+            and any(_REGEX_DIALECT_GAPS.search(str(p)) for p in value)
+        ):
+            return False
+        if key in ("$dynamicRef", "$recursiveRef"):
+            return False
+        if not _fast_safe(value):
+            return False
+    return True
+
+
 class PayloadRules:
     """The checks for one job type, with its JSON Schema validator compiled once."""
 
@@ -207,6 +282,7 @@ class PayloadRules:
         self.template = idempotency_key
         self.key_fields = validate_template(idempotency_key) if idempotency_key else []
         self._validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+        self._fast = _fast_validator(schema)
 
     def prepare(self, payload: object, *, line: int | None = None) -> Prepared:
         """Check ``payload`` and return its canonical JSON and idempotency key.
@@ -216,7 +292,7 @@ class PayloadRules:
         if not isinstance(payload, dict):
             message = f"payload must be a JSON object, not {_json_type(payload)}"
             raise errors.InvalidPayload(self.job_type, [("$", message)], line=line)
-        problems, secrets = _inspect(payload)
+        problems, secrets = ([], []) if _plain(payload, 1) else _inspect(payload)
         json_text = ""
         if not problems:
             json_text, problems = self._encode(payload)
@@ -232,7 +308,7 @@ class PayloadRules:
 
     def _encode(self, payload: dict[Any, Any]) -> tuple[str, list[tuple[str, str]]]:
         try:
-            text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            text = _CANONICAL.encode(payload)
         except (ValueError, TypeError, RecursionError):
             return "", [("$", "payload cannot be encoded as JSON")]
         size = len(text.encode("utf-8"))
@@ -241,6 +317,12 @@ class PayloadRules:
         return text, []
 
     def _schema_problems(self, payload: dict[str, Any]) -> list[tuple[str, str]]:
+        if self._fast is not None:
+            try:
+                if self._fast.is_valid(payload):
+                    return []
+            except Exception:  # e.g. a number it cannot represent: jsonschema decides
+                pass
         problems: list[tuple[str, str]] = []
         try:
             for error in self._validator.iter_errors(payload):
@@ -287,6 +369,33 @@ def is_secret_key(key: str) -> bool:
     if normalised in _SECRET_KEYS or any(part in normalised for part in _SECRET_PARTS):
         return True
     return any(word.lower() in _SECRET_WORDS for word in _WORDS.findall(key))
+
+
+def _plain(value: object, depth: int) -> bool:
+    """True when ``_inspect`` would find nothing: JSON types only, string keys that do not
+    look secret, encodable text, finite numbers, no deeper than MAX_DEPTH. No paths are
+    built, so this costs a fraction of ``_inspect``, which runs only when this is False
+    (to say what is wrong and where)."""
+    if type(value) is str:
+        return value.isascii() or _encodable(value)
+    if type(value) is bool or value is None:
+        return True
+    if type(value) is int:
+        return value.bit_length() <= _MAX_INT_BITS
+    if type(value) is float:
+        return math.isfinite(value)
+    if depth > MAX_DEPTH:
+        return False
+    if type(value) is dict:
+        for key, child in value.items():
+            if type(key) is not str or is_secret_key(key) or not _plain(key, depth):
+                return False
+            if not _plain(child, depth + 1):
+                return False
+        return True
+    if type(value) is list:
+        return all(_plain(item, depth + 1) for item in value)
+    return False
 
 
 def _inspect(payload: object) -> tuple[list[tuple[str, str]], list[str]]:

@@ -97,6 +97,10 @@ single_statement_autocommit = True
 """One statement is its own transaction: no BEGIN/COMMIT round trips."""
 
 
+def begin_single(cursor: Any, info: dict[str, Any], synchronous: str) -> None:
+    """Nothing to set up: the connection is in autocommit mode for the statement."""
+
+
 def begin_raw(cursor: Any, info: dict[str, Any], synchronous: str) -> None:
     """psycopg begins a transaction with the first statement."""
 

@@ -10,6 +10,7 @@ prepares a statement on the server after a few executions, so its plan is reused
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
@@ -30,12 +31,19 @@ class Prepared:
         )
         # values fixed in the statement itself (e.g. a channel name), bound all the same
         self.constants = {k: v for k, v in compiled.params.items() if k not in keys}
+        self._pick: Any = None
+        if self.order:
+            picker = operator.itemgetter(*self.order)
+            self._pick = picker if len(self.order) > 1 else lambda m: (picker(m),)
 
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
         merged = {**self.constants, **values} if self.constants else values
         if self.order is None:
             return merged
-        return tuple(merged[k] for k in self.order)
+        if self._pick is None:
+            return ()
+        result: tuple[Any, ...] = self._pick(merged)
+        return result
 
 
 class RawTransaction:
@@ -61,8 +69,9 @@ def one_statement(
     """Run one statement in a transaction of its own; return its first row (or None), or
     with ``all_rows`` the list of its rows.
 
-    With ``autocommit`` (PostgreSQL) the statement is its own transaction: one round trip
-    instead of three (BEGIN, the statement, COMMIT), and just as atomic and durable.
+    With ``autocommit`` the statement is its own transaction: one round trip instead of
+    three (BEGIN, the statement, COMMIT), and just as atomic and durable; ``begin`` then
+    only sets the connection up (it must not open a transaction).
     """
     if not autocommit:
         with raw_transaction(engine, begin) as tx:
@@ -70,16 +79,22 @@ def one_statement(
             return tx.cursor.fetchall() if all_rows else tx.cursor.fetchone()
     with _checked_out(engine) as raw:
         driver: Any = raw.dbapi_connection
-        driver.autocommit = True
+        # sqlite3 connections are opened in autocommit mode (isolation_level=None) already;
+        # psycopg's are switched for this one statement.
+        toggle = engine.dialect.name != "sqlite"
+        if toggle:
+            driver.autocommit = True
         try:
             cursor = raw.cursor()
             try:
+                begin(cursor, raw.info)
                 cursor.execute(stmt.sql, stmt.params(values))
                 return cursor.fetchall() if all_rows else cursor.fetchone()
             finally:
                 cursor.close()
         finally:
-            driver.autocommit = False
+            if toggle:
+                driver.autocommit = False
 
 
 @contextlib.contextmanager

@@ -86,6 +86,16 @@ single_statement_autocommit = False
 """BEGIN IMMEDIATE first: a deferred write could fail at once on a stale snapshot."""
 
 
+def begin_single(cursor: Any, info: dict[str, Any], synchronous: str) -> None:
+    """Set up a raw connection for one statement that is its own transaction (see
+    prepared.one_statement). Safe without BEGIN IMMEDIATE: a writing statement takes the
+    write lock as it starts (through the busy handler) and reads after it, so it can never
+    fail on a stale snapshot the way a deferred transaction that read first can."""
+    if info.get("synchronous") != synchronous:
+        cursor.execute(f"PRAGMA synchronous={synchronous}")  # a Literal setting
+        info["synchronous"] = synchronous
+
+
 def begin_raw(cursor: Any, info: dict[str, Any], synchronous: str) -> None:
     """Begin a durable writing transaction on a raw DBAPI connection (see prepared.py)."""
     if info.get("synchronous") != synchronous:

@@ -286,6 +286,9 @@ class SqlStore:
     def _begin_durable(self, cursor: Any, info: dict[str, Any]) -> None:
         self.backend.begin_raw(cursor, info, self.options.sqlite_synchronous)
 
+    def _begin_single(self, cursor: Any, info: dict[str, Any]) -> None:
+        self.backend.begin_single(cursor, info, self.options.sqlite_synchronous)
+
     def _begin_worker(self, cursor: Any, info: dict[str, Any]) -> None:
         self.backend.begin_raw(cursor, info, self.options.sqlite_worker_synchronous)
 
@@ -378,13 +381,7 @@ class SqlStore:
         if max_depth is not None:
             stmt = self._insert_one_within
             values["max_depth"] = max_depth
-        row = one_statement(
-            self.engine,
-            self._begin_durable,
-            stmt,
-            values,
-            autocommit=self.backend.single_statement_autocommit,
-        )
+        row = one_statement(self.engine, self._begin_single, stmt, values, autocommit=True)
         if row is None:  # full: nothing was inserted
             with raw_transaction(self.engine, self._begin_durable) as tx:
                 depth = int(tx.one(self._queued_depth, {"queue": job.queue})[0])

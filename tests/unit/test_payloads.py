@@ -6,6 +6,7 @@ No payload value may ever appear in an error: every test that fails a payload ch
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -376,3 +377,139 @@ def test_any_text_is_parsed_or_refused_without_echo(text: bytes | str) -> None:
         payloads.parse_json(text, job_type="t")
     except errors.InvalidPayload as exc:
         assert CANARY not in str(exc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_PAYLOADS)
+def test_the_fast_check_passes_only_what_the_full_inspection_passes(payload: object) -> None:
+    # prepare() skips the path-building inspection when the fast check passes: the two
+    # must never disagree in that direction (a refused payload accepted).
+    if payloads._plain(payload, 1):
+        assert payloads._inspect(payload) == ([], [])
+
+
+def test_the_fast_check_refuses_what_the_full_inspection_reports() -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(40):
+        node["a"] = {}
+        node = node["a"]
+    for payload in (
+        {"password": "x"},
+        {"a": [{"apiKey": 1}]},
+        {"a": float("nan")},
+        {"a": "\ud800"},
+        {1: "x"},
+        {"a": 10**5000},
+        {"a": {1, 2}},
+        deep,
+    ):
+        assert not payloads._plain(payload, 1)
+        assert payloads._inspect(payload) != ([], [])
+
+
+# -- the compiled validator only ever says "valid" sooner --------------------------------------
+
+_SCHEMA_DIR = Path(__file__).parents[2] / "schemas"
+_VALID_PAYLOADS: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    (
+        json.loads((_SCHEMA_DIR / "email_send.json").read_text()),
+        {"userId": 7, "templateId": "welcome", "to": "a@example.com", "locale": "en"},
+    ),
+    (
+        json.loads((_SCHEMA_DIR / "billing_retry_charge.json").read_text()),
+        {"invoiceId": "in_1", "customerId": "cus_a_1", "amountCents": 100, "currency": "eur"},
+    ),
+    (
+        json.loads((_SCHEMA_DIR / "image_thumbnail.json").read_text()),
+        {"imageId": "img_1", "source_url": "https://example.com/a.png", "sizes": [64, 128]},
+    ),
+    (
+        json.loads((_SCHEMA_DIR / "report_build.json").read_text()),
+        {"reportId": "r1", "accountId": 3, "kind": "usage", "from": "2024-02-29"},
+    ),
+    (SCHEMA, {"userId": 1, "templateId": "welcome", "email": "a@b", "kind": "reset"}),
+]
+_FIELD_TEXT = st.sampled_from(
+    [
+        "a@b",
+        "a@example.com",
+        "a@@b",
+        "@",
+        "not-an-email",
+        "2024-02-30",
+        "2024-02-29",
+        "2024-2-29",
+        "2024-02-29\n",
+        "https://example.com/x.png",
+        "https://exa mple.com",
+        "//example.com",
+        "no scheme",
+        "in_123",
+        "in_12\n",
+        "cus_a_b",
+        "cus_\u0663",
+        "welcome",
+        "welcome\n",
+        "WELCOME",
+        "",
+        "eur",
+        "EUR",
+        "img_9",
+        "\u0663",
+        "invoices",
+    ]
+) | st.text(max_size=6)
+_FIELD_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 5000)
+    | st.sampled_from([1.0, 0.5, 16.0, 4096.0, 4097, 600.0, 600.5, 2**64])
+    | _FIELD_TEXT,
+    lambda inner: st.lists(inner, max_size=9) | st.dictionaries(_FIELD_TEXT, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from(_VALID_PAYLOADS), st.data())
+def test_the_compiled_validator_never_accepts_what_jsonschema_refuses(
+    case: tuple[dict[str, Any], dict[str, Any]], data: st.DataObject
+) -> None:
+    schema, valid = case
+    fast = payloads._fast_validator(schema)
+    assert fast is not None  # every sample schema takes the fast path
+    checker = payloads._validator_class(schema)
+    slow = checker(schema, format_checker=checker.FORMAT_CHECKER)
+    assert fast.is_valid(valid) and list(slow.iter_errors(valid)) == []
+    # a valid payload with one or two fields changed (or dropped, or one added)
+    names = [*sorted(schema.get("properties", {})), "extra"]
+    payload = dict(valid)
+    for name in data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=2)):
+        if data.draw(st.booleans()) and name in payload:
+            del payload[name]
+        else:
+            payload[name] = data.draw(_FIELD_VALUES)
+    if fast.is_valid(payload):
+        assert list(slow.iter_errors(payload)) == []
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"properties": {"a": {"type": "string", "pattern": r"^\D+$"}}},
+        {"properties": {"a": {"type": "string", "format": "regex"}}},
+        {"properties": {"a": {"$ref": "https://example.com/schema.json"}}},
+        {"patternProperties": {r"^\w+\s$": {"type": "string"}}},
+        {"properties": {"a": {"type": "string", "format": "my-own-format"}}},
+    ],
+)
+def test_schemas_the_compiled_validator_could_judge_differently_skip_it(
+    schema: dict[str, Any],
+) -> None:
+    assert payloads._fast_validator(schema) is None
+
+
+def test_a_property_named_like_a_keyword_keeps_the_fast_path() -> None:
+    schema = {"properties": {"format": {"type": "string"}, "pattern": {"type": "integer"}}}
+    assert payloads._fast_validator(schema) is not None
