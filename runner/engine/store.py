@@ -213,6 +213,7 @@ class SqlStore:
                 .returning(J.c.id),
                 self.engine,
                 _NEW_JOB_KEYS,
+                binary=_NEW_JOB_KEYS,
             )
         pick = (
             sa.select(J.c.id)
@@ -257,6 +258,7 @@ class SqlStore:
             .returning(J.c.id),
             self.engine,
             pairs_keys,
+            binary=pairs_keys,
         )
         self._key_done = Prepared(
             self.backend.insert(K).values(done_at=now).on_conflict_do_nothing(),
@@ -412,7 +414,8 @@ class SqlStore:
         if plain and self._insert_arrays is not None:
             # One statement, eight array parameters, however many rows. Ids come from one
             # sequence in the SELECT's order, so sorted they match the input order.
-            arrays = {k: [params(new[i])[k] for i in plain] for k in _NEW_JOB_KEYS}
+            rows_params = [params(new[i]) for i in plain]
+            arrays = {k: [p[k] for p in rows_params] for k in _NEW_JOB_KEYS}
             rows = conn.exec_driver_sql(self._insert_arrays.sql, arrays).all()
             for i, job_id in zip(plain, sorted(int(r[0]) for r in rows), strict=True):
                 ids[i] = job_id
