@@ -44,8 +44,9 @@ Every result row has `system` (runner, raw-sql or the peer's name), `backend`, `
 (enqueue); drain_jobs_s, drain_jobs_s_runs, processes, lost, duplicated, peak_rss_mib
 (drain); pickup_p50_ms, pickup_p95_ms, pickup_p99_ms (pickup); rows_small, rows_large,
 drain_jobs_s_small, drain_jobs_s_large, ratio_large_small (growth);
-enqueue_single_jobs_s, enqueue_bulk_jobs_s, drain_one_jobs_s, drain_batch_jobs_s
-(limit); machine,
+enqueue_single_jobs_s, enqueue_bulk_jobs_s, drain_one_jobs_s, drain_batch_jobs_s,
+handler_1_thread_jobs_s, handler_4_threads_jobs_s (limit: the last two are the
+benchmark's handler alone on 1 and 4 threads, the ceiling of a drain); machine,
 runner_version, and a peer's `version`. How each peer is set up for concurrency 4 is
 in its module docstring (benchmarks/peers/*_peer.py) and in its rows' `settings`.
 

@@ -10,6 +10,9 @@ state) with a partial index on queued rows, no validation, no leases, no retries
   RETURNING id, payload), each payload is decoded and a no-op called, and a second
   transaction marks them done: the two commits at-least-once delivery needs.
 
+Beside them, the handler-threads ceiling: the benchmark's handler alone on 1 and on 4
+threads (`handler_threads`), what a drain with that many handler threads could reach.
+
 SQLite runs in WAL mode; enqueues commit with synchronous=FULL (an accepted job survives
 a power loss, as runner's default) and the drain with NORMAL (as runner's workers, and
 the issue's figures). PostgreSQL runs with its defaults. Runner's figures are compared
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,8 +160,36 @@ def _postgres(dsn: str, jobs: int, single: int) -> dict[str, float]:
     return result
 
 
+def handler_threads(folder: Path, jobs: int, threads: int) -> float:
+    """The benchmark's handler alone (append `n started enqueued` to a file, as every
+    system's handler does), run `jobs` times over `threads` threads and nothing else:
+    the ceiling of a drain with that many handler threads in one CPython process (each
+    file call releases the GIL, and every release with a waiter hands it over)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "handler.log"
+
+    def handler(n: int) -> None:
+        with open(log, "a") as fh:
+            fh.write(f"{n} {time.time()!r} {0.0!r}\n")
+
+    def run() -> None:
+        for n in range(jobs // threads):
+            handler(n)
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    rate = (jobs // threads) * threads / (time.perf_counter() - started)
+    log.unlink()
+    return rate
+
+
 def bench_limit(backend: str, root: Path, args: Any) -> dict[str, Any]:
-    """The raw-SQL limits on one backend (its own SQLite file or PostgreSQL database)."""
+    """The raw-SQL limits on one backend (its own SQLite file or PostgreSQL database),
+    and the handler-threads ceiling (the same on both)."""
     jobs, single = args.jobs, args.single
     if backend == "sqlite":
         root.mkdir(parents=True, exist_ok=True)
@@ -168,4 +200,7 @@ def bench_limit(backend: str, root: Path, args: Any) -> dict[str, Any]:
             figures = _postgres(workload.libpq_dsn(url), jobs, single)
         finally:
             drop()
+    for threads in (1, 4):
+        key = f"handler_{threads}_thread{'s' if threads > 1 else ''}_jobs_s"
+        figures[key] = handler_threads(root / "handler", jobs, threads)
     return {"system": "raw-sql", "backend": backend, "measure": "limit", "jobs": jobs, **figures}

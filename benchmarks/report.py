@@ -44,7 +44,9 @@ def progress_line(row: dict[str, Any]) -> str:
         return (
             f"{head}: single {_num(row['enqueue_single_jobs_s'])}, bulk "
             f"{_num(row['enqueue_bulk_jobs_s'])}, drain 1/txn {_num(row['drain_one_jobs_s'])}, "
-            f"100/txn {_num(row['drain_batch_jobs_s'])} jobs/s"
+            f"100/txn {_num(row['drain_batch_jobs_s'])} jobs/s; the handler alone on 1 / 4 "
+            f"threads {_num(row.get('handler_1_thread_jobs_s', 0))} / "
+            f"{_num(row.get('handler_4_threads_jobs_s', 0))} jobs/s"
         )
     if measure == "growth":
         return (

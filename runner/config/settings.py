@@ -17,7 +17,7 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
     poll_interval_s: float = Field(default=0.5, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
-    claim_batch: int = Field(default=500, ge=1, le=5000)
+    claim_batch: int = Field(default=2000, ge=1, le=5000)
     """The most jobs one claim leases ahead of a worker's free slots (fewer for slow jobs)."""
     reap_interval_s: float = Field(default=1.0, gt=0)
     ack_flush_s: float = Field(default=0.002, ge=0)

@@ -99,7 +99,7 @@ def alert_value(rule: str, stats: base.QueueStats) -> float:
 class WorkerOptions:
     until_idle: bool = False
     poll_interval_s: float = 0.5
-    claim_batch: int = 500
+    claim_batch: int = 2000
     shutdown_grace_s: float = 30.0
     reap_interval_s: float = 1.0
     prune_interval_s: float = 60.0
