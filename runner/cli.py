@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from runner import api, errors, events
-from runner import lint as lint_mod
 from runner import metrics as metrics_mod
 from runner.config import payloads
 from runner.config.durations import parse_duration
@@ -162,6 +161,8 @@ def lint(file: str, strict: bool, as_json: bool, history: bool) -> None:
     pipeline = api.load(file, settings=settings)
     with pipeline:
         store = _history_store(pipeline) if history else None
+        from runner import lint as lint_mod  # only `runner lint` needs it
+
         p95 = lint_mod.measured_p95(store, pipeline.queue_names, LINT_HISTORY_WINDOW_S)
         findings = lint_mod.run(lint_mod.Context(pipeline.loaded, settings, p95))
     if as_json:

@@ -6,6 +6,9 @@ No payload value may ever appear in an error: every test that fails a payload ch
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -513,3 +516,30 @@ def test_schemas_the_compiled_validator_could_judge_differently_skip_it(
 def test_a_property_named_like_a_keyword_keeps_the_fast_path() -> None:
     schema = {"properties": {"format": {"type": "string"}, "pattern": {"type": "integer"}}}
     assert payloads._fast_validator(schema) is not None
+
+
+def test_a_pattern_python_cannot_compile_makes_the_schema_invalid() -> None:
+    # ECMA-262 accepts this named group; Python's re (which validates payloads) does not:
+    # the compiled meta-validator alone would let the schema through.
+    with pytest.raises(ValueError, match="regex"):
+        payloads.check_schema({"properties": {"a": {"type": "string", "pattern": "(?<n>x)"}}})
+
+
+def test_loading_a_pipeline_does_not_import_jsonschema() -> None:
+    # Start-up weight of `runner up` and of most CLI calls: jsonschema is imported only
+    # when a schema or a payload is refused (to word the problems).
+    root = Path(__file__).parents[2]
+    code = (
+        "import sys, runner; "
+        f"runner.load({str(root / 'pipelines' / 'email.yaml')!r}); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jsonschema', 'rich')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        env={**os.environ, "RUNNER_DATABASE_URL": "sqlite://"},
+    )
+    assert done.stdout.strip() == "[]"
