@@ -356,6 +356,7 @@ class Worker:
                 ready.append(Ready(c, job, None, 0.0))
             else:
                 ready.append(Ready(c, job, spec.handler, spec.timeout_s, spec.policy.non_retryable))
+        lane.observe_payloads(sum(len(c.payload_json) for c in result.jobs), len(result.jobs))
         lane.add(ready)
         self._start_on_loop(lane)
         return len(result.jobs) + len(result.duplicates)
