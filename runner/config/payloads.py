@@ -210,25 +210,34 @@ def _surely_valid(schema: Mapping[str, Any]) -> bool:
     return _regexes_compile(schema)
 
 
-def _regexes_compile(node: object) -> bool:
-    if isinstance(node, list):
-        return all(_regexes_compile(item) for item in node)
-    if not isinstance(node, dict):
-        return True
-    for key, value in node.items():
-        patterns: list[object] = []
-        if key == "pattern" and isinstance(value, str):
-            patterns = [value]
-        elif key == "patternProperties" and isinstance(value, dict):
-            patterns = list(value)
-        for pattern in patterns:
-            try:
-                re.compile(str(pattern))
-            except re.error:
-                return False
-        if not _regexes_compile(value):
+def _regexes_compile(schema: Mapping[str, Any]) -> bool:
+    for pattern in _patterns(schema):
+        try:
+            re.compile(pattern)
+        except re.error:
             return False
     return True
+
+
+def _keywords(node: object) -> Iterator[tuple[str, Any]]:
+    """Every ``(key, value)`` of every object in a schema, depth first."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _keywords(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield str(key), value
+            yield from _keywords(value)
+
+
+def _patterns(schema: Mapping[str, Any]) -> Iterator[str]:
+    """The regexes of a schema: ``pattern`` values and ``patternProperties`` keys (a dict
+    under "pattern" is the schema of a property so named)."""
+    for key, value in _keywords(schema):
+        if key == "pattern" and isinstance(value, str):
+            yield value
+        elif key == "patternProperties" and isinstance(value, dict):
+            yield from (str(p) for p in value)
 
 
 def _validator_class(schema: Mapping[str, Any]) -> type[jsonschema.protocols.Validator]:
@@ -296,30 +305,16 @@ def _fast_validator(schema: Mapping[str, Any]) -> Any:
         return None
 
 
-def _fast_safe(node: object) -> bool:
-    if isinstance(node, list):
-        return all(_fast_safe(item) for item in node)
-    if not isinstance(node, dict):
-        return True
-    for key, value in node.items():
+def _fast_safe(schema: Mapping[str, Any]) -> bool:
+    for key, value in _keywords(schema):
         if key == "$ref" and not (isinstance(value, str) and value.startswith("#")):
             return False
-        # (a dict under "format" or "pattern" is the schema of a property so named)
+        # (a dict under "format" is the schema of a property so named)
         if key == "format" and isinstance(value, str) and value not in _FORMATS_AT_LEAST_AS_STRICT:
-            return False
-        if key == "pattern" and isinstance(value, str) and _REGEX_DIALECT_GAPS.search(value):
-            return False
-        if (
-            key == "patternProperties"
-            and isinstance(value, dict)
-            and any(_REGEX_DIALECT_GAPS.search(str(p)) for p in value)
-        ):
             return False
         if key in ("$dynamicRef", "$recursiveRef"):
             return False
-        if not _fast_safe(value):
-            return False
-    return True
+    return not any(_REGEX_DIALECT_GAPS.search(p) for p in _patterns(schema))
 
 
 class PayloadRules:
