@@ -100,7 +100,8 @@ class Lane:
 
     def target(self, batch: int) -> int:
         """Jobs to hold leased (running and claimed ahead): the slots, plus what they can
-        start within the prefetch budget, so slow jobs are never hoarded."""
+        start within the prefetch budget, so slow jobs are never hoarded, and no more
+        payload bytes than PREFETCH_BYTES, so large payloads do not fill the memory."""
         if self.avg_s is None:
             return self.held
         budget = min(PREFETCH_BUDGET_S, self.spec.lease_s / 10)
