@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from runner.engine import tables
 from runner.engine.base import Claimed
 from runner.engine.prepared import Prepared, raw_transaction
+from runner.engine.tables import IS_RUNNING
 
 J = tables.jobs
-IS_RUNNING = J.c.state == tables.STATE_LITERALS["running"]
 
 
 def _ids_param() -> Any:

@@ -38,18 +38,12 @@ from runner.engine.base import (
 )
 from runner.engine.prepared import Prepared, one_statement, raw_transaction
 from runner.engine.sqlite_rows import SqliteRows
+from runner.engine.tables import IS_DEAD, IS_QUEUED, IS_RUNNING, IS_SUCCEEDED
 
 J = tables.jobs
 E = tables.job_errors
 K = tables.idempotency_keys
 
-# States are compared as SQL literals, never bound parameters: a prepared statement's
-# generic plan can only use the partial indexes (WHERE state = 'queued', ...) when the
-# state is a constant in the statement text.
-IS_QUEUED = J.c.state == tables.STATE_LITERALS["queued"]
-IS_RUNNING = J.c.state == tables.STATE_LITERALS["running"]
-IS_SUCCEEDED = J.c.state == tables.STATE_LITERALS["succeeded"]
-IS_DEAD = J.c.state == tables.STATE_LITERALS["dead"]
 IS_PENDING = tables.PENDING_PREDICATE
 
 TRACEBACK_LIMIT = 8000

@@ -39,6 +39,14 @@ jobs = sa.Table(
     sa.Column("duplicate", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
+# States are compared as SQL literals, never bound parameters: a prepared statement's
+# generic plan can only use the partial indexes (WHERE state = 'queued', ...) when the
+# state is a constant in the statement text.
+IS_QUEUED = jobs.c.state == STATE_LITERALS["queued"]
+IS_RUNNING = jobs.c.state == STATE_LITERALS["running"]
+IS_SUCCEEDED = jobs.c.state == STATE_LITERALS["succeeded"]
+IS_DEAD = jobs.c.state == STATE_LITERALS["dead"]
+
 sa.Index(
     "ix_runner_jobs_ready",
     jobs.c.queue,
