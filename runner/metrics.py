@@ -8,6 +8,7 @@ supervisor serves the sum, so the numbers are right with ``--processes N``.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -146,12 +147,40 @@ class QueueCollector:
         yield refused
 
 
+def settled_files(path: str) -> list[str]:
+    """The metric files of ``path`` that a reader may open.
+
+    A worker creates a file the first time it counts a new (queue, type): empty at first,
+    then grown to its initial size. prometheus-client's reader fails on an empty file
+    (``struct.error``), so a scrape that met one answered 500. A file without its 8-byte
+    header holds no value yet; it is left out of this scrape and counted in the next.
+    """
+    files = []
+    for name in glob.glob(os.path.join(path, "*.db")):
+        try:
+            if os.stat(name).st_size >= 8:
+                files.append(name)
+        except FileNotFoundError:
+            continue
+    return files
+
+
+def multiprocess_collector(registry: Any, path: str | None = None) -> Any:
+    """prometheus-client's multi-process collector, reading only settled files."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    class SettledCollector(MultiProcessCollector):
+        def collect(self) -> Any:
+            return self.merge(settled_files(self._path), accumulate=True)  # type: ignore[no-untyped-call]
+
+    return SettledCollector(registry, path)  # type: ignore[no-untyped-call]
+
+
 def serve(host: str, port: int, collector: QueueCollector) -> Any:
     """Serve the sum of every worker process's metrics plus the queue gauges."""
     from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    multiprocess_collector(registry)
     registry.register(collector)
     return start_http_server(port, addr=host, registry=registry)
