@@ -39,11 +39,23 @@ def _v4_slots(conn: sa.Connection) -> None:
     tables.slots.create(conn)
 
 
+def _v5_partial_indexes(conn: sa.Connection) -> None:
+    """Only rows a query looks for are indexed: keyed pending jobs in the key index,
+    succeeded and dead jobs in one index each (they were in full indexes that every
+    enqueue, claim and ack had to update). A database created at v1 by this version
+    already has them; the old ones are dropped where they exist."""
+    for old in ("uq_runner_jobs_pending_key", "ix_runner_jobs_finished"):
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {old}")  # fixed names, not input
+    for index in sorted(tables.jobs.indexes, key=lambda i: str(i.name)):
+        index.create(conn, checkfirst=True)
+
+
 STEPS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_audit),
     (3, _v3_alerts),
     (4, _v4_slots),
+    (5, _v5_partial_indexes),
 ]
 
 LATEST = STEPS[-1][0]

@@ -460,7 +460,7 @@ class SqlStore:
             .values(enqueued_at=now, run_at=now)
             .on_conflict_do_nothing(
                 index_elements=[J.c.idempotency_key],
-                index_where=tables.PENDING_PREDICATE,
+                index_where=tables.PENDING_KEY_PREDICATE,
             )
             .returning(J.c.id, J.c.idempotency_key)
         )
@@ -829,12 +829,11 @@ class SqlStore:
         """Jobs queued (ready or scheduled) or running in these queues."""
         if not queues:
             return 0
-        with self._read() as conn:
-            return int(
-                conn.scalar(
-                    sa.select(sa.func.count()).where(J.c.queue.in_(list(queues)), IS_PENDING)
-                )
-                or 0
+        in_queues = J.c.queue.in_(list(queues))
+        with self._read() as conn:  # one count per state: each from its partial index
+            return sum(
+                int(conn.scalar(sa.select(sa.func.count()).where(in_queues, state)) or 0)
+                for state in (IS_QUEUED, IS_RUNNING)
             )
 
     # -- operators ---------------------------------------------------------------
@@ -845,17 +844,28 @@ class SqlStore:
             now = float(conn.scalar(sa.select(self._now())) or 0.0)
             counts: dict[str, dict[str, int]] = {q: {} for q in names}
             oldest: dict[str, float] = {}
-            ready = sa.and_(IS_QUEUED, J.c.run_at <= now).label("ready")
-            for row in conn.execute(
-                sa.select(J.c.queue, J.c.state, ready, sa.func.count(), sa.func.min(J.c.run_at))
-                .where(J.c.queue.in_(names))
-                .group_by(J.c.queue, J.c.state, ready)
+            in_queues = J.c.queue.in_(names)
+            # One count per state, each answered from that state's partial index alone.
+            ready = (J.c.run_at <= now).label("ready")
+            for queue, is_ready, n, min_run_at in conn.execute(
+                sa.select(J.c.queue, ready, sa.func.count(), sa.func.min(J.c.run_at))
+                .where(in_queues, IS_QUEUED)
+                .group_by(J.c.queue, ready)
             ):
-                queue, state, is_ready, n, min_run_at = row
-                key = ("ready" if is_ready else "scheduled") if state == "queued" else state
-                counts[queue][key] = counts[queue].get(key, 0) + int(n)
-                if key == "ready" and min_run_at is not None:
+                counts[queue]["ready" if is_ready else "scheduled"] = int(n)
+                if is_ready and min_run_at is not None:
                     oldest[queue] = max(0.0, now - float(min_run_at))
+            for state, predicate in (
+                ("running", IS_RUNNING),
+                ("succeeded", IS_SUCCEEDED),
+                ("dead", IS_DEAD),
+            ):
+                for queue, n in conn.execute(
+                    sa.select(J.c.queue, sa.func.count())
+                    .where(in_queues, predicate)
+                    .group_by(J.c.queue)
+                ):
+                    counts[queue][state] = int(n)
             since = now - window_s
             failed: dict[str, int] = dict(
                 conn.execute(

@@ -11,8 +11,11 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 PENDING = ("queued", "running")
 STATES = ("queued", "running", "succeeded", "dead")
 STATE_LITERALS = {state: sa.literal_column(f"'{state}'", sa.String()) for state in STATES}
-# Literal (not bound) so PostgreSQL can match ON CONFLICT to the partial unique index.
 PENDING_PREDICATE = sa.text("state IN ('queued', 'running')")
+# The pending-key index's predicate, and the ON CONFLICT target's: SQLite matches an upsert
+# to a partial index only when the two are the same text, and PostgreSQL needs a literal
+# (not bound) predicate to infer the index.
+PENDING_KEY_PREDICATE = sa.text("state IN ('queued', 'running') AND idempotency_key IS NOT NULL")
 
 jobs = sa.Table(
     "runner_jobs",
@@ -63,14 +66,31 @@ sa.Index(
     postgresql_where=jobs.c.state == "running",
     sqlite_where=jobs.c.state == "running",
 )
+# Partial indexes hold only the rows their queries look for, so a job's write touches
+# the fewest pages: a job without an idempotency key is in no key index, and a queued
+# or running job in no finished one (enqueue, claim and ack each write ~4 fewer index
+# entries than with full indexes on those columns; migration v5).
 sa.Index(
-    "uq_runner_jobs_pending_key",
+    "uq_runner_jobs_keyed_pending",
     jobs.c.idempotency_key,
     unique=True,
-    postgresql_where=PENDING_PREDICATE,
-    sqlite_where=PENDING_PREDICATE,
+    postgresql_where=PENDING_KEY_PREDICATE,
+    sqlite_where=PENDING_KEY_PREDICATE,
 )
-sa.Index("ix_runner_jobs_finished", jobs.c.queue, jobs.c.state, jobs.c.finished_at)
+sa.Index(
+    "ix_runner_jobs_succeeded",
+    jobs.c.queue,
+    jobs.c.finished_at,
+    postgresql_where=jobs.c.state == "succeeded",
+    sqlite_where=jobs.c.state == "succeeded",
+)
+sa.Index(
+    "ix_runner_jobs_dead",
+    jobs.c.queue,
+    jobs.c.finished_at,
+    postgresql_where=jobs.c.state == "dead",
+    sqlite_where=jobs.c.state == "dead",
+)
 
 job_errors = sa.Table(
     "runner_job_errors",

@@ -48,6 +48,55 @@ def test_migrate_is_idempotent(store: SqlStore) -> None:
     assert store.migrate() == store.migrate() == migrations.LATEST
 
 
+def job_indexes(store: SqlStore) -> set[str]:
+    with store.engine.connect() as conn:
+        return {str(ix["name"]) for ix in sa.inspect(conn).get_indexes("runner_jobs")}
+
+
+def test_v5_replaces_the_full_indexes_of_a_v4_database_and_keeps_its_jobs(
+    store: SqlStore,
+) -> None:
+    """A database made by a v4 runner had full key and finished indexes; v5 swaps them
+    for partial ones and the pending-key rule still holds on the jobs it already had."""
+    (pending,) = store.enqueue(new(1, key="k"), max_depth=None, dedupe=True)
+    replaced = job_indexes(store) - {"ix_runner_jobs_ready", "ix_runner_jobs_running"}
+    with store.engine.begin() as conn:
+        for name in sorted(replaced):
+            conn.exec_driver_sql(f"DROP INDEX {name}")
+        conn.exec_driver_sql(
+            "CREATE UNIQUE INDEX uq_runner_jobs_pending_key ON runner_jobs (idempotency_key) "
+            "WHERE state IN ('queued', 'running')"
+        )
+        conn.exec_driver_sql(
+            "CREATE INDEX ix_runner_jobs_finished ON runner_jobs (queue, state, finished_at)"
+        )
+        conn.execute(sa.update(tables.schema_version).values(version=4))
+    assert store.migrate() == migrations.LATEST
+    assert job_indexes(store) == {
+        "ix_runner_jobs_ready",
+        "ix_runner_jobs_running",
+        "uq_runner_jobs_keyed_pending",
+        "ix_runner_jobs_succeeded",
+        "ix_runner_jobs_dead",
+    }
+    assert store.enqueue(new(1, key="k"), max_depth=None, dedupe=True) == [pending]
+    with store.engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):
+        conn.execute(sa.insert(tables.jobs).values(**inserted_row(key="k")))
+
+
+def inserted_row(key: str) -> dict[str, object]:
+    return dict(
+        queue=Q,
+        type="t.x",
+        state="queued",
+        payload="{}",
+        max_attempts=3,
+        idempotency_key=key,
+        enqueued_at=0.0,
+        run_at=0.0,
+    )
+
+
 def test_enqueue_claim_ack_counts_the_attempt_at_claim(store: SqlStore) -> None:
     (job_id,) = store.enqueue(new(), max_depth=None, dedupe=True)
     result = claim(store)
