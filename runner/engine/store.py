@@ -37,6 +37,7 @@ from runner.engine.base import (
     StoreUnavailable,
 )
 from runner.engine.prepared import Prepared, one_statement, raw_transaction
+from runner.engine.producers import ProducerConnections
 from runner.engine.sqlite_rows import SqliteRows
 from runner.engine.tables import IS_DEAD, IS_QUEUED, IS_RUNNING, IS_SUCCEEDED
 
@@ -154,6 +155,9 @@ class SqlStore:
         self.engine = self.backend.create_engine(self.url, self.options)
         self._now = self.backend.now
         self._prepare_hot_statements()
+        self._producers: ProducerConnections | None = None
+        if self.backend is sqlite and self._sqlite_file() is not None:
+            self._producers = ProducerConnections(self.engine)
 
     def _prepare_hot_statements(self) -> None:
         """Compile once the statements of the verbs that run per job (``prepared.py``)."""
@@ -314,7 +318,16 @@ class SqlStore:
                 yield conn
 
     def dispose(self) -> None:
+        if self._producers is not None:
+            self._producers.close()
         self.engine.dispose()
+
+    def _sqlite_file(self) -> str | None:
+        """The database file's path; None for an in-memory database."""
+        path = self.url.database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            return path
+        return None
 
     def listener(self) -> base.Listener | None:
         """Early wake-ups when jobs are enqueued: LISTEN/NOTIFY on PostgreSQL, a watch on
@@ -322,10 +335,8 @@ class SqlStore:
         if self.backend is not sqlite:
             listener: base.Listener = self.backend.Listener(self.url, self.options)
             return listener
-        path = self.url.database
-        if path and path != ":memory:" and not path.startswith("file:"):
-            return sqlite.DataVersionWatcher(path)
-        return None
+        path = self._sqlite_file()
+        return sqlite.DataVersionWatcher(path) if path is not None else None
 
     # -- schema ------------------------------------------------------------------
 
@@ -377,7 +388,10 @@ class SqlStore:
         if max_depth is not None:
             stmt = self._insert_one_within
             values["max_depth"] = max_depth
-        row = one_statement(self.engine, self._begin_single, stmt, values, autocommit=True)
+        if self._producers is not None:
+            row = self._producers.one(stmt, values)
+        else:
+            row = one_statement(self.engine, self._begin_single, stmt, values, autocommit=True)
         if row is None:  # full: nothing was inserted
             with raw_transaction(self.engine, self._begin_durable) as tx:
                 depth = int(tx.one(self._queued_depth, {"queue": job.queue})[0])
