@@ -11,7 +11,7 @@ import dataclasses
 import getpass
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,18 +163,21 @@ class Pipeline:
 
     def prepare(self, job_type: str, payload: object, *, line: int | None = None) -> base.NewJob:
         """Validate one payload (schema, secrets, size) into a row; raises InvalidPayload."""
+        return self.preparer(job_type)(payload, line)
+
+    def preparer(self, job_type: str) -> Callable[[object, int | None], base.NewJob]:
+        """``prepare`` for many payloads of one type: the type is looked up once."""
         runtime = self._type(job_type)
-        prepared = runtime.rules.prepare(payload, line=line)
+        check = runtime.rules.prepare
         jt = runtime.config
-        return base.NewJob(
-            queue=jt.queue,
-            type=job_type,
-            payload_json=prepared.json_text,
-            priority=jt.priority,
-            max_attempts=jt.retry.max_attempts,
-            schema_version=jt.schema_version,
-            idempotency_key=prepared.idempotency_key,
-        )
+        queue, priority, schema_version = jt.queue, jt.priority, jt.schema_version
+        max_attempts = jt.retry.max_attempts
+
+        def prepare(payload: object, line: int | None = None) -> base.NewJob:
+            text, key = check(payload, line=line)
+            return base.NewJob(queue, job_type, text, priority, max_attempts, schema_version, key)
+
+        return prepare
 
     def enqueue(self, job_type: str, payload: object) -> int:
         """Validate and enqueue one job; durable when this returns. Returns the job id."""
@@ -183,11 +186,12 @@ class Pipeline:
     def enqueue_many(self, job_type: str, payloads: Iterable[object]) -> list[int]:
         """Validate every payload first (none is enqueued if one is invalid), then enqueue
         them all in one transaction. Returns ids in input order."""
+        prepare = self.preparer(job_type)
         rows: list[base.NewJob] = []
         problems: list[tuple[str, str]] = []
         for index, payload in enumerate(payloads):
             try:
-                rows.append(self.prepare(job_type, payload))
+                rows.append(prepare(payload, None))
             except errors.InvalidPayload as exc:
                 problems.extend((f"$[{index}]{path[1:]}", msg) for path, msg in exc.problems)
         if problems:
@@ -234,15 +238,16 @@ class Pipeline:
                     type=job_type,
                     queue=queue_name,
                 )
-                for job_id in ids:
-                    events.emit(
-                        log,
-                        logging.DEBUG,
-                        "enqueue",
-                        job_id=job_id,
-                        type=job_type,
-                        queue=queue_name,
-                    )
+                if log.isEnabledFor(logging.DEBUG):
+                    for job_id in ids:
+                        events.emit(
+                            log,
+                            logging.DEBUG,
+                            "enqueue",
+                            job_id=job_id,
+                            type=job_type,
+                            queue=queue_name,
+                        )
             if self.hook.runner_job_enqueued.get_hookimpls():  # a call costs ~1 µs; skip it
                 loop.Hooks(self.hook).call(
                     "runner_job_enqueued",

@@ -207,6 +207,7 @@ def _jsonl_lines(source: str) -> Iterator[tuple[int, bytes]]:
 
 def _enqueue_jsonl(pipeline: api.Pipeline, job_type: str, source: str) -> list[int]:
     """Validate every line first; enqueue nothing unless all are valid; then one transaction."""
+    prepare = pipeline.preparer(job_type)
     rows: list[base.NewJob] = []
     problems: list[tuple[str, str]] = []
     for number, raw in _jsonl_lines(source):
@@ -214,7 +215,7 @@ def _enqueue_jsonl(pipeline: api.Pipeline, job_type: str, source: str) -> list[i
             continue
         try:
             payload = payloads.parse_json(raw, job_type=job_type, line=number)
-            rows.append(pipeline.prepare(job_type, payload, line=number))
+            rows.append(prepare(payload, number))
         except errors.InvalidPayload as exc:
             problems.extend((f"line {number}: {path}", msg) for path, msg in exc.problems)
     if problems:

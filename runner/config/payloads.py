@@ -13,9 +13,8 @@ import math
 import re
 import string
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jsonschema_rs
 
@@ -75,8 +74,39 @@ _CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_n
 """Compact UTF-8 JSON without NaN; one encoder (json.dumps would build one per call)."""
 
 
-@dataclass(frozen=True)
-class Prepared:
+def _canonical_encoder() -> Callable[[object], str]:
+    """``_CANONICAL.encode`` without its per-call set-up: the C encoder, built once.
+
+    ``encode`` builds a new C encoder for every payload (~0.65 of its ~1 µs). This one has
+    no circular-reference check: a payload reaches it only after ``_plain``/``_inspect``
+    bounded its depth, and a cycle would still end in RecursionError, reported as
+    unencodable.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return _CANONICAL.encode
+    c_encode = make(
+        None,  # markers: no circular check (see above)
+        _CANONICAL.default,
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,  # indent
+        ":",
+        ",",
+        False,  # sort_keys
+        False,  # skipkeys
+        False,  # allow_nan
+    )
+
+    def encode(payload: object) -> str:
+        return "".join(c_encode(payload, 0))
+
+    return encode
+
+
+_encode_canonical = _canonical_encoder()
+
+
+class Prepared(NamedTuple):
     """A payload accepted for enqueue."""
 
     json_text: str
@@ -367,7 +397,7 @@ class PayloadRules:
 
     def _encode(self, payload: dict[Any, Any]) -> tuple[str, list[tuple[str, str]]]:
         try:
-            text = _CANONICAL.encode(payload)
+            text = _encode_canonical(payload)
         except (ValueError, TypeError, RecursionError):
             return "", [("$", "payload cannot be encoded as JSON")]
         size = len(text.encode("utf-8"))

@@ -66,14 +66,31 @@ CHANNEL = "runner_jobs"
 STOP_CHECK_S = 0.1
 
 
-def array_rows(table: sa.Table, keys: Sequence[str]) -> Any:
-    """``unnest`` of one array parameter per column, numbered: many rows in one statement
-    whose text (and server-side plan) is the same whatever the number of rows."""
-    arrays = [sa.bindparam(key, type_=postgresql.ARRAY(table.c[key].type)) for key in keys]
+def json_rows() -> Any:
+    """New jobs' rows from two text parameters, however many rows: ``payloads``, the
+    payloads' JSON texts joined into one JSON array, and ``keys``, a JSON array of their
+    idempotency keys (or nulls); numbered ``n`` in input order.
+
+    Elements of a ``json`` (not ``jsonb``) array come back as the exact text sent, so
+    each payload is stored as the producer's canonical JSON. Two parameters cost one join
+    in Python and one parse on the server, where one array per column cost psycopg ~3 µs
+    a row to dump.
+    """
+
+    def numbered(function: Any, name: str, column: str) -> Any:
+        text = sa.cast(sa.bindparam(name, type_=sa.Text()), postgresql.JSON())
+        return function(text).table_valued(column, with_ordinality="n").render_derived(name=name)
+
+    payloads = numbered(sa.func.json_array_elements, "payloads", "payload")
+    keys = numbered(sa.func.json_array_elements_text, "keys", "key")
     return (
-        sa.func.unnest(*arrays)
-        .table_valued(*keys, with_ordinality="ordinality")
-        .render_derived(name="new_rows")
+        sa.select(
+            sa.cast(payloads.c.payload, sa.Text()).label("payload"),
+            keys.c.key.label("idempotency_key"),
+            payloads.c.n,
+        )
+        .select_from(payloads.join(keys, payloads.c.n == keys.c.n))
+        .subquery("new_rows")
     )
 
 

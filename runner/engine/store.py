@@ -117,6 +117,14 @@ _NEW_JOB_KEYS = (
 )
 
 
+# What the jobs of one type share: a bulk insert binds these once per type.
+_SHARED_KEYS = ("queue", "type", "priority", "schema_version", "max_attempts")
+
+
+def _shared(job: NewJob) -> tuple[Any, ...]:
+    return (job.queue, job.type, job.priority, job.schema_version, job.max_attempts)
+
+
 def _new_job_params(job: NewJob) -> dict[str, Any]:
     return {
         "queue": job.queue,
@@ -196,22 +204,28 @@ class SqlStore:
         self._insert_many_sqlite = Prepared(
             sa.insert(J).values(enqueued_at=now, run_at=now), self.engine, _NEW_JOB_KEYS
         )
-        self._insert_arrays: Prepared | None = None
-        arrays = self.backend.array_rows(J, _NEW_JOB_KEYS)
-        if arrays is not None:
-            cols = [J.c[k] for k in _NEW_JOB_KEYS]
-            self._insert_arrays = Prepared(
+        self._insert_json: Prepared | None = None
+        rows = self.backend.json_rows()
+        if rows is not None:
+            self._insert_json = Prepared(
                 sa.insert(J)
                 .from_select(
-                    [*cols, J.c.enqueued_at, J.c.run_at],
-                    sa.select(*(arrays.c[k] for k in _NEW_JOB_KEYS), now, now).order_by(
-                        arrays.c.ordinality
-                    ),
+                    [
+                        *(J.c[k] for k in _SHARED_KEYS),
+                        *(J.c.state, J.c.payload, J.c.idempotency_key, J.c.enqueued_at, J.c.run_at),
+                    ],
+                    sa.select(
+                        *(sa.bindparam(k, type_=J.c[k].type) for k in _SHARED_KEYS),
+                        tables.STATE_LITERALS["queued"],
+                        rows.c.payload,
+                        rows.c.idempotency_key,
+                        now,
+                        now,
+                    ).order_by(rows.c.n),
                 )
                 .returning(J.c.id),
                 self.engine,
-                _NEW_JOB_KEYS,
-                binary=_NEW_JOB_KEYS,
+                [*_SHARED_KEYS, "payloads", "keys"],
             )
         pick = (
             sa.select(J.c.id)
@@ -419,14 +433,24 @@ class SqlStore:
         keyed = [i for i, j in enumerate(new) if j.idempotency_key is not None and dedupe]
 
         params = _new_job_params
-        if plain and self._insert_arrays is not None:
-            # One statement, eight array parameters, however many rows. Ids come from one
-            # sequence in the SELECT's order, so sorted they match the input order.
-            rows_params = [params(new[i]) for i in plain]
-            arrays = {k: [p[k] for p in rows_params] for k in _NEW_JOB_KEYS}
-            rows = conn.exec_driver_sql(self._insert_arrays.sql, arrays).all()
-            for i, job_id in zip(plain, sorted(int(r[0]) for r in rows), strict=True):
-                ids[i] = job_id
+        if plain and self._insert_json is not None:
+            # One statement per job type (usually one in all), however many rows. Ids come
+            # from one sequence in the SELECT's order, so sorted they match the input order.
+            groups: dict[tuple[Any, ...], list[int]] = {}
+            for i in plain:
+                groups.setdefault(_shared(new[i]), []).append(i)
+            cursor = conn.connection.cursor()
+            try:
+                for shared, indexes in groups.items():
+                    group = dict(zip(_SHARED_KEYS, shared, strict=True))
+                    group["payloads"] = "[" + ",".join(new[i].payload_json for i in indexes) + "]"
+                    group["keys"] = json.dumps([new[i].idempotency_key for i in indexes])
+                    cursor.execute(self._insert_json.sql, self._insert_json.params(group))
+                    got = sorted(int(row[0]) for row in cursor.fetchall())
+                    for i, job_id in zip(indexes, got, strict=True):
+                        ids[i] = job_id
+            finally:
+                cursor.close()
         elif plain and self.backend is sqlite and len(plain) > 1:
             # executemany in C; under BEGIN IMMEDIATE nobody else inserts, so the rows get
             # consecutive rowids ending at last_insert_rowid() (checked, never assumed).

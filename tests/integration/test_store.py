@@ -114,6 +114,32 @@ def test_enqueue_many_returns_ids_in_order(store: SqlStore) -> None:
     assert len(ids) == 250 and ids == sorted(ids) and len(set(ids)) == 250
 
 
+def test_a_mixed_bulk_enqueue_stores_each_row_as_given_under_its_own_id(store: SqlStore) -> None:
+    """Rows of different queues, types and priorities interleaved, keys kept without
+    dedupe, payload text with escapes and non-ASCII: every id holds its own row."""
+    texts = ['{"s":"é\\"x\\u0000","i":%d}', '{"n":1e+20,"i":%d}', '{"a":[1,{"b":null}],"i":%d}']
+    rows = [  # two kinds of job, interleaved: odd rows are one, even rows the other
+        NewJob(
+            Q if i % 2 else "q2",
+            f"t.{i % 2}",
+            texts[i % len(texts)] % i,
+            i % 2,
+            3 + i % 2,
+            1 + i % 2,
+            f"k{i}" if i % 3 == 0 else None,
+        )
+        for i in range(60)
+    ]
+    ids = store.enqueue(rows, max_depth=None, dedupe=False)
+    assert len(set(ids)) == 60
+    J = tables.jobs
+    cols = [J.c.id, J.c.queue, J.c.type, J.c.payload, J.c.priority, J.c.max_attempts]
+    cols += [J.c.schema_version, J.c.idempotency_key]
+    with store.engine.connect() as conn:
+        stored = {r[0]: tuple(r[1:]) for r in conn.execute(sa.select(*cols))}
+    assert [stored[i] for i in ids] == [tuple(r) for r in rows]
+
+
 def test_priority_then_fifo(store: SqlStore) -> None:
     low = store.enqueue(new(2), max_depth=None, dedupe=True)
     high = store.enqueue(new(1, priority=5), max_depth=None, dedupe=True)
