@@ -94,6 +94,9 @@ def json_rows() -> Any:
     )
 
 
+json_rows_carry_keys = True
+
+
 def lease_pairs() -> Any:
     """(id, token) rows from two array parameters: one statement text for any count."""
     return (

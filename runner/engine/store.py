@@ -201,32 +201,27 @@ class SqlStore:
             self.engine,
             [*_NEW_JOB_KEYS, "max_depth"],
         )
-        self._insert_many_sqlite = Prepared(
-            sa.insert(J).values(enqueued_at=now, run_at=now), self.engine, _NEW_JOB_KEYS
-        )
-        self._insert_json: Prepared | None = None
         rows = self.backend.json_rows()
-        if rows is not None:
-            self._insert_json = Prepared(
-                sa.insert(J)
-                .from_select(
-                    [
-                        *(J.c[k] for k in _SHARED_KEYS),
-                        *(J.c.state, J.c.payload, J.c.idempotency_key, J.c.enqueued_at, J.c.run_at),
-                    ],
-                    sa.select(
-                        *(sa.bindparam(k, type_=J.c[k].type) for k in _SHARED_KEYS),
-                        tables.STATE_LITERALS["queued"],
-                        rows.c.payload,
-                        rows.c.idempotency_key,
-                        now,
-                        now,
-                    ).order_by(rows.c.n),
-                )
-                .returning(J.c.id),
-                self.engine,
-                [*_SHARED_KEYS, "payloads", "keys"],
+        self._insert_json = Prepared(
+            sa.insert(J)
+            .from_select(
+                [
+                    *(J.c[k] for k in _SHARED_KEYS),
+                    *(J.c.state, J.c.payload, J.c.idempotency_key, J.c.enqueued_at, J.c.run_at),
+                ],
+                sa.select(
+                    *(sa.bindparam(k, type_=J.c[k].type) for k in _SHARED_KEYS),
+                    tables.STATE_LITERALS["queued"],
+                    rows.c.payload,
+                    rows.c.idempotency_key,
+                    now,
+                    now,
+                ).order_by(rows.c.n),
             )
+            .returning(J.c.id),
+            self.engine,
+            [*_SHARED_KEYS, "payloads", "keys"],
+        )
         pick = (
             sa.select(J.c.id)
             .where(J.c.queue == sa.bindparam("claim_queue"), IS_QUEUED, J.c.run_at <= now)
@@ -433,9 +428,12 @@ class SqlStore:
         keyed = [i for i, j in enumerate(new) if j.idempotency_key is not None and dedupe]
 
         params = _new_job_params
-        if plain and self._insert_json is not None:
-            # One statement per job type (usually one in all), however many rows. Ids come
-            # from one sequence in the SELECT's order, so sorted they match the input order.
+        by_json = self.backend.json_rows_carry_keys or all(
+            new[i].idempotency_key is None for i in plain
+        )
+        if plain and by_json:
+            # One statement per job type (usually one in all), however many rows. Ids are
+            # given in the SELECT's order, so sorted they match the input order.
             groups: dict[tuple[Any, ...], list[int]] = {}
             for i in plain:
                 groups.setdefault(_shared(new[i]), []).append(i)
@@ -451,24 +449,7 @@ class SqlStore:
                         ids[i] = job_id
             finally:
                 cursor.close()
-        elif plain and self.backend is sqlite and len(plain) > 1:
-            # executemany in C; under BEGIN IMMEDIATE nobody else inserts, so the rows get
-            # consecutive rowids ending at last_insert_rowid() (checked, never assumed).
-            many = self._insert_many_sqlite
-            values: list[Any] = [many.params(params(new[i])) for i in plain]
-            cursor = conn.connection.cursor()
-            try:
-                cursor.executemany(many.sql, values)
-                last = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
-            finally:
-                cursor.close()
-            first = last - len(plain) + 1
-            got = conn.scalar(sa.select(sa.func.count()).where(J.c.id.between(first, last)))
-            if got != len(plain):
-                raise RuntimeError(f"bulk insert: rowids {first}..{last} are not all new rows")
-            for i, job_id in zip(plain, range(first, last + 1), strict=True):
-                ids[i] = job_id
-        elif plain:
+        elif plain:  # SQLite, keys kept without dedupe: a multi-row INSERT ... RETURNING
             stmt = (
                 sa.insert(J)
                 .values(enqueued_at=now, run_at=now)

@@ -114,7 +114,10 @@ def test_enqueue_many_returns_ids_in_order(store: SqlStore) -> None:
     assert len(ids) == 250 and ids == sorted(ids) and len(set(ids)) == 250
 
 
-def test_a_mixed_bulk_enqueue_stores_each_row_as_given_under_its_own_id(store: SqlStore) -> None:
+@pytest.mark.parametrize("with_keys", [False, True], ids=["no-keys", "keys"])
+def test_a_mixed_bulk_enqueue_stores_each_row_as_given_under_its_own_id(
+    store: SqlStore, with_keys: bool
+) -> None:
     """Rows of different queues, types and priorities interleaved, keys kept without
     dedupe, payload text with escapes and non-ASCII: every id holds its own row."""
     texts = ['{"s":"é\\"x\\u0000","i":%d}', '{"n":1e+20,"i":%d}', '{"a":[1,{"b":null}],"i":%d}']
@@ -126,7 +129,7 @@ def test_a_mixed_bulk_enqueue_stores_each_row_as_given_under_its_own_id(store: S
             i % 2,
             3 + i % 2,
             1 + i % 2,
-            f"k{i}" if i % 3 == 0 else None,
+            f"k{i}" if with_keys and i % 3 == 0 else None,
         )
         for i in range(60)
     ]
