@@ -13,8 +13,9 @@ options:
   --jobs N
         jobs per drain and per bulk enqueue (default 20,000; at most 300 with --smoke)
   --repeat K
-        measure every drain K times and report the median, with all K rates in the
-        JSON (`drain_jobs_s_runs`); lost/duplicated are summed over the K runs
+        measure every drain and every enqueue K times and report the median, with all
+        K rates in the JSON (`drain_jobs_s_runs`, `enqueue_single_jobs_s_runs`,
+        `enqueue_bulk_jobs_s_runs`); lost/duplicated are summed over the K runs
         (default 3, or 1 with --smoke)
   --peers [NAME ...]
         also run peer libraries, after runner on each backend: pgqueuer and
@@ -41,9 +42,9 @@ transaction, 1,000 per transaction, and a drain claiming 1 and 100 per transacti
 
 Every result row has `system` (runner, raw-sql or the peer's name), `backend`, `measure`
 (enqueue, drain, pickup, growth, limit) and: enqueue_single_jobs_s, enqueue_bulk_jobs_s
-(enqueue); drain_jobs_s, drain_jobs_s_runs, processes, lost, duplicated, peak_rss_mib
-(drain); pickup_p50_ms, pickup_p95_ms, pickup_p99_ms (pickup); rows_small, rows_large,
-drain_jobs_s_small, drain_jobs_s_large, ratio_large_small (growth);
+and their `_runs` (enqueue); drain_jobs_s, drain_jobs_s_runs, processes, lost,
+duplicated, peak_rss_mib (drain); pickup_p50_ms, pickup_p95_ms, pickup_p99_ms (pickup);
+rows_small, rows_large, drain_jobs_s_small, drain_jobs_s_large, ratio_large_small (growth);
 enqueue_single_jobs_s, enqueue_bulk_jobs_s, drain_one_jobs_s, drain_batch_jobs_s,
 handler_1_thread_jobs_s, handler_4_threads_jobs_s (limit: the last two are the
 benchmark's handler alone on 1 and 4 threads, the ceiling of a drain); machine,

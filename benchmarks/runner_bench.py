@@ -5,7 +5,6 @@ Python API, drained by `runner up --until-idle --processes N`."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ def runner_handlers():
     return {"noop": noop}
 """
 
-BATCH = 1000  # jobs per enqueue_many call, for every system
+BATCH = workload.BATCH
 
 
 class Project:
@@ -105,18 +104,14 @@ class Project:
         return workload.run_drain(workers, self.effects, jobs)
 
 
-def bench_enqueue(project: Project, single: int, bulk: int) -> dict[str, float]:
+def bench_enqueue(project: Project, single: int, bulk: int, repeat: int) -> dict[str, Any]:
     with project.load() as pipeline:
-        started = time.perf_counter()
-        for n in range(single):
-            pipeline.enqueue("noop", {"n": n})
-        single_rate = single / (time.perf_counter() - started)
-        started = time.perf_counter()
-        for first in range(0, bulk, BATCH):
-            last = min(bulk, first + BATCH)
-            pipeline.enqueue_many("noop", [{"n": n} for n in range(first, last)])
-        bulk_rate = bulk / (time.perf_counter() - started)
-    return {"enqueue_single_jobs_s": single_rate, "enqueue_bulk_jobs_s": bulk_rate}
+        return workload.enqueue_rates(
+            lambda n: pipeline.enqueue("noop", {"n": n}),
+            lambda numbers: pipeline.enqueue_many("noop", [{"n": n} for n in numbers]),
+            project.reset,
+            (single, bulk, repeat),
+        )
 
 
 def bench_drain(project: Project, jobs: int, processes: int, repeat: int) -> dict[str, Any]:
@@ -155,7 +150,13 @@ def run(backend: str, url: str, root: Path, args: Any) -> list[dict[str, Any]]:
     project = Project(root, url)
     project.migrate()
     common = {"system": "runner", "backend": backend}
-    rows = [{**common, "measure": "enqueue", **bench_enqueue(project, args.single, args.jobs)}]
+    rows = [
+        {
+            **common,
+            "measure": "enqueue",
+            **bench_enqueue(project, args.single, args.jobs, args.repeat),
+        }
+    ]
     args.progress(rows[-1])
     for processes in (1, 2):
         drain = bench_drain(project, args.jobs, processes, args.repeat)

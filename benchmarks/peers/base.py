@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, ClassVar
 
 from benchmarks import workload
 
-BATCH = 1000  # jobs per batch-enqueue call, as for runner
+BATCH = workload.BATCH
 CONCURRENCY = 4  # total, whatever the number of processes
 
 
@@ -78,16 +77,10 @@ class Peer:
             self.enqueue_batch(range(first, min(jobs, first + BATCH)))
 
 
-def bench_enqueue(peer: Peer, single: int, bulk: int) -> dict[str, float]:
-    peer.reset()
-    started = time.perf_counter()
-    for n in range(single):
-        peer.enqueue_one(n)
-    single_rate = single / (time.perf_counter() - started)
-    started = time.perf_counter()
-    peer.enqueue_many(bulk)
-    bulk_rate = bulk / (time.perf_counter() - started)
-    return {"enqueue_single_jobs_s": single_rate, "enqueue_bulk_jobs_s": bulk_rate}
+def bench_enqueue(peer: Peer, single: int, bulk: int, repeat: int) -> dict[str, Any]:
+    return workload.enqueue_rates(
+        peer.enqueue_one, peer.enqueue_batch, peer.reset, (single, bulk, repeat)
+    )
 
 
 def bench_drain(peer: Peer, jobs: int, processes: int, repeat: int) -> dict[str, Any]:
@@ -132,7 +125,7 @@ def run(peer_class: type[Peer], root: Path, database: str, args: Any) -> list[di
     peer.setup()
     try:
         measures: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-            ("enqueue", lambda: bench_enqueue(peer, args.single, args.jobs)),
+            ("enqueue", lambda: bench_enqueue(peer, args.single, args.jobs, args.repeat)),
             ("drain", lambda: bench_drain(peer, args.jobs, 1, args.repeat)),
             ("drain", lambda: bench_drain(peer, args.jobs, 2, args.repeat)),
             ("pickup", lambda: bench_pickup(peer, args.samples)),

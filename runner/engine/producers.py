@@ -73,11 +73,13 @@ class ProducerConnections:
             self._live.add(held)
         return held
 
-    def one(self, stmt: Prepared, values: dict[str, Any]) -> Any:
-        """Run ``stmt`` as its own transaction (autocommit); return its first row.
+    def insert(self, stmt: Prepared, values: dict[str, Any]) -> int | None:
+        """Run an INSERT of one row (no RETURNING) as its own transaction; return the new
+        row's id, or None when it inserted nothing.
 
-        The row is read and the cursor closed before returning: the statement's commit,
-        and with it the fsync, completes at that reset.
+        ``execute`` steps the statement to its end, so the commit (and its fsync) is done
+        when it returns; the id is the connection's last insert rowid, and the connection
+        is this thread's alone.
         """
         dbapi = self._engine.dialect.loaded_dbapi
         held = self._held()
@@ -85,7 +87,7 @@ class ProducerConnections:
             cursor = held.driver.cursor()
             try:
                 cursor.execute(stmt.sql, stmt.params(values))
-                return cursor.fetchone()
+                return int(cursor.lastrowid) if cursor.rowcount == 1 else None
             finally:
                 cursor.close()
         except (dbapi.OperationalError, dbapi.InterfaceError) as exc:

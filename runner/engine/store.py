@@ -174,11 +174,8 @@ class SqlStore:
         notify = self.backend.notify_column(J.c.queue)
         if notify is not None:
             returning.append(notify)
-        self._insert_one = Prepared(
-            sa.insert(J).values(enqueued_at=now, run_at=now).returning(*returning),
-            self.engine,
-            _NEW_JOB_KEYS,
-        )
+        insert_one = sa.insert(J).values(enqueued_at=now, run_at=now)
+        self._insert_one = Prepared(insert_one.returning(*returning), self.engine, _NEW_JOB_KEYS)
         # The same, in one statement with the depth check: inserts nothing when the queue
         # holds max_depth ready jobs already (backpressure without a second round trip).
         # Count at most max_depth rows: the check costs O(max_depth), never O(depth).
@@ -189,18 +186,20 @@ class SqlStore:
             .subquery()
         )
         depth = sa.select(sa.func.count()).select_from(ready).scalar_subquery()
-        self._insert_one_within = Prepared(
-            sa.insert(J)
-            .from_select(
-                [*(J.c[k] for k in _NEW_JOB_KEYS), J.c.enqueued_at, J.c.run_at],
-                sa.select(
-                    *(sa.bindparam(k, type_=J.c[k].type) for k in _NEW_JOB_KEYS), now, now
-                ).where(depth < sa.bindparam("max_depth", type_=sa.Integer())),
-            )
-            .returning(*returning),
-            self.engine,
-            [*_NEW_JOB_KEYS, "max_depth"],
+        insert_within = sa.insert(J).from_select(
+            [*(J.c[k] for k in _NEW_JOB_KEYS), J.c.enqueued_at, J.c.run_at],
+            sa.select(*(sa.bindparam(k, type_=J.c[k].type) for k in _NEW_JOB_KEYS), now, now).where(
+                depth < sa.bindparam("max_depth", type_=sa.Integer())
+            ),
         )
+        within_keys = [*_NEW_JOB_KEYS, "max_depth"]
+        self._insert_one_within = Prepared(
+            insert_within.returning(*returning), self.engine, within_keys
+        )
+        # SQLite producer threads read the new id off their own connection (lastrowid):
+        # no RETURNING row to step to and fetch.
+        self._insert_one_bare = Prepared(insert_one, self.engine, _NEW_JOB_KEYS)
+        self._insert_one_within_bare = Prepared(insert_within, self.engine, within_keys)
         rows = self.backend.json_rows()
         self._insert_json = Prepared(
             sa.insert(J)
@@ -393,19 +392,21 @@ class SqlStore:
     def _enqueue_one(self, job: NewJob, max_depth: int | None) -> int:
         """The common case (one job, no idempotency key): one prepared statement."""
         values = _new_job_params(job)
-        stmt = self._insert_one
         if max_depth is not None:
-            stmt = self._insert_one_within
             values["max_depth"] = max_depth
+        job_id: int | None
         if self._producers is not None:
-            row = self._producers.one(stmt, values)
+            bare = self._insert_one_bare if max_depth is None else self._insert_one_within_bare
+            job_id = self._producers.insert(bare, values)
         else:
+            stmt = self._insert_one if max_depth is None else self._insert_one_within
             row = one_statement(self.engine, self._begin_single, stmt, values, autocommit=True)
-        if row is None:  # full: nothing was inserted
+            job_id = None if row is None else int(row[0])
+        if job_id is None:  # full: nothing was inserted
             with raw_transaction(self.engine, self._begin_durable) as tx:
                 depth = int(tx.one(self._queued_depth, {"queue": job.queue})[0])
             raise QueueFullError(job.queue, depth, max_depth or 0, 1)
-        return int(row[0])
+        return job_id
 
     def _check_depth(self, conn: sa.Connection, new: Sequence[NewJob], max_depth: int) -> None:
         wanted: dict[str, int] = {}
