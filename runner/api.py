@@ -111,6 +111,7 @@ class Pipeline:
                     pool_size=self.settings.pool_size,
                     sqlite_synchronous=self.settings.sqlite_synchronous,
                     sqlite_worker_synchronous=self.settings.sqlite_worker_synchronous,
+                    pg_worker_synchronous_commit=self.settings.pg_worker_synchronous_commit,
                 ),
             )
             try:

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     """SQLite sync for enqueues and operator actions: FULL survives a power loss."""
     sqlite_worker_synchronous: Literal["FULL", "NORMAL"] = "NORMAL"
     """SQLite sync for claims and acks: NORMAL may redeliver the last jobs after a power loss."""
+    pg_worker_synchronous_commit: Literal["on", "off"] = "off"
+    """PostgreSQL claims and acks: off commits without waiting for the WAL flush (a server
+    crash may undo the last ones, which redelivers those jobs)."""
     pool_size: int = Field(default=10, ge=1)
     log_format: Literal["console", "json"] = "console"
     alert_interval_s: float = Field(default=15.0, gt=0)

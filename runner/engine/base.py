@@ -268,4 +268,7 @@ class EngineOptions:
     """Producer and operator commits (an accepted job survives a power loss)."""
     sqlite_worker_synchronous: str = "NORMAL"
     """Claims and acks: a power loss may undo the last ones, which only redelivers jobs."""
+    pg_worker_synchronous_commit: str = "off"
+    """PostgreSQL claims and acks: ``off`` does not wait for the WAL flush (a server crash
+    may undo the last ones, which only redelivers jobs); producers always wait."""
     application_name: str = "runner"

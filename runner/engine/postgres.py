@@ -46,6 +46,19 @@ def insert(table: sa.Table) -> postgresql.Insert:
     return postgresql.insert(table)
 
 
+def worker_commit(options: EngineOptions) -> sa.ColumnElement[bool] | None:
+    """A WHERE term for a worker's one-statement transactions (claim, ack): with
+    ``pg_worker_synchronous_commit=off`` it sets ``synchronous_commit`` off for that
+    transaction only (``set_config(..., true)``, evaluated once as an InitPlan), so its
+    commit returns without waiting for the WAL flush: ~0.1 ms of every claim on the path
+    from enqueue to handler start. The session's setting, and with it every producer's
+    commit on the same pooled connection, stays as it was."""
+    if options.pg_worker_synchronous_commit != "off":
+        return None
+    relax = sa.func.set_config("synchronous_commit", "off", sa.true())
+    return sa.select(relax).scalar_subquery().is_not(None)
+
+
 def lock_queue(conn: sa.Connection, queue: str) -> bool:
     """Serialise claimers of one queue so its concurrency limit holds across hosts.
 

@@ -22,6 +22,7 @@ import contextlib
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,8 +38,19 @@ class _Held:
 
     __slots__ = ("__weakref__", "driver", "fairy", "pid")
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, setup: Callable[[Any, dict[str, Any]], None]) -> None:
         self.fairy: Any = engine.raw_connection()
+        try:
+            # A pooled connection may come from a worker's relaxed transaction: set it up
+            # for durable producer commits, once, before it leaves the pool.
+            cursor = self.fairy.cursor()
+            try:
+                setup(cursor, self.fairy.info)
+            finally:
+                cursor.close()
+        except BaseException:
+            self.fairy.close()
+            raise
         self.fairy.detach()  # the pool forgets it; closing the fairy now really closes it
         self.driver: Any = self.fairy.dbapi_connection
         self.pid = os.getpid()
@@ -57,8 +69,11 @@ class _Held:
 class ProducerConnections:
     """Per-thread DBAPI connections for statements that are their own transaction."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, setup: Callable[[Any, dict[str, Any]], None]) -> None:
+        """``setup(cursor, info)`` prepares a connection for durable one-statement
+        commits (it must not open a transaction)."""
         self._engine = engine
+        self._setup = setup
         self._local = threading.local()
         self._live: weakref.WeakSet[_Held] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -67,7 +82,7 @@ class ProducerConnections:
         held: _Held | None = getattr(self._local, "held", None)
         if held is not None and held.pid == os.getpid():
             return held
-        held = _Held(self._engine)  # an inherited one is kept by its close(), unused
+        held = _Held(self._engine, self._setup)  # an inherited one is kept by its close(), unused
         self._local.held = held
         with self._lock:
             self._live.add(held)

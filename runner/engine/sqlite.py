@@ -64,6 +64,12 @@ def create_engine(url: sa.URL, options: EngineOptions) -> sa.Engine:
     return engine
 
 
+def worker_commit(options: EngineOptions) -> sa.ColumnElement[bool] | None:
+    """Nothing in the statement: worker transactions set ``PRAGMA synchronous`` as they
+    begin (``begin_raw``)."""
+    return None
+
+
 def json_rows() -> Any:
     """New jobs' rows from one text parameter, however many rows: ``payloads``, the
     payloads' JSON texts joined into one JSON array, numbered ``n`` in input order.

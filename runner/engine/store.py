@@ -165,7 +165,7 @@ class SqlStore:
         self._prepare_hot_statements()
         self._producers: ProducerConnections | None = None
         if self.backend is sqlite and self._sqlite_file() is not None:
-            self._producers = ProducerConnections(self.engine)
+            self._producers = ProducerConnections(self.engine, self._begin_single)
 
     def _prepare_hot_statements(self) -> None:
         """Compile once the statements of the verbs that run per job (``prepared.py``)."""
@@ -238,9 +238,10 @@ class SqlStore:
             "worker": sa.bindparam("claim_worker"),
         }
         claim_keys = ["claim_queue", "claim_limit", "claim_token", "claim_lease_s", "claim_worker"]
+        relaxed = [t for t in [self.backend.worker_commit(self.options)] if t is not None]
         self._claim = Prepared(
             sa.update(J)
-            .where(J.c.id.in_(pick.scalar_subquery()))
+            .where(J.c.id.in_(pick.scalar_subquery()), *relaxed)
             .values(**claim_values)
             .returning(*_CLAIM_COLUMNS),
             self.engine,
@@ -259,6 +260,7 @@ class SqlStore:
             .where(
                 IS_RUNNING,
                 sa.tuple_(J.c.id, J.c.lease_token).in_(sa.select(pairs.c.id, pairs.c.token)),
+                *relaxed,
             )
             .values(**ack_values)
             .returning(J.c.id),

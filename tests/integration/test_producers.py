@@ -141,3 +141,54 @@ def test_sqlite_a_forked_child_opens_its_own_connection_and_the_parents_stays_us
     store.dispose()
     with sqlite3.connect(path) as check:
         assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_producer_commits_stay_durable_after_relaxed_worker_commits(store: SqlStore) -> None:
+    """Worker transactions skip the flush (SQLite synchronous=NORMAL, PostgreSQL
+    synchronous_commit off for that transaction only); an enqueue afterwards, on whatever
+    connection it gets, still waits for it."""
+    store.enqueue(one(1), max_depth=None, dedupe=True)
+    for _ in range(3):  # every pooled connection has run a worker transaction
+        claimed = store.claim(Q, limit=5, concurrency=None, lease_s=30, worker="w").jobs
+        store.ack_many([(c.id, c.lease_token, None) for c in claimed])
+        store.enqueue(one(2), max_depth=None, dedupe=True)
+    durable: list[object] = []
+
+    def produce() -> None:  # a new producer thread: on SQLite, its own connection
+        store.enqueue(one(3), max_depth=None, dedupe=True)
+        if store.engine.dialect.name == "sqlite":
+            assert store._producers is not None
+            driver = store._producers._held().driver
+            durable.append(driver.execute("PRAGMA synchronous").fetchone()[0])
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    thread.join(30)
+    if store.engine.dialect.name == "sqlite":
+        assert durable == [2]  # FULL
+    else:
+        with store.engine.connect() as conn:  # the pool's connections, after the claims
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+
+
+def test_postgres_claim_commits_without_waiting_for_the_flush_in_its_own_transaction_only(
+    pg_url: str,
+) -> None:
+    store = SqlStore(pg_url, EngineOptions(pool_size=1))
+    store.migrate()
+    store.ensure_queues([Q])
+    store.enqueue(one(1), max_depth=None, dedupe=True)
+    with store.engine.connect() as conn:
+        with conn.begin():
+            values = {
+                "claim_queue": Q,
+                "claim_limit": 1,
+                "claim_token": "t",
+                "claim_lease_s": 30.0,
+                "claim_worker": "w",
+            }
+            claimed = conn.exec_driver_sql(store._claim.sql, store._claim.params(values)).all()
+            assert len(claimed) == 1
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    store.dispose()
