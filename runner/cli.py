@@ -569,12 +569,29 @@ def _up(
             if poller is not None:
                 poller.__exit__(None, None, None)
         if until_idle and progress and code == 0:
-            _out().print(_status_table(pipeline, pipeline.status()))
+            _print_final_status(pipeline)
     if worker is not None and worker.abandoned_threads:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)  # handler threads that ignored the grace period cannot be joined
     sys.exit(code)
+
+
+def _print_final_status(pipeline: api.Pipeline) -> None:
+    """The status table after a drain: a courtesy, so a database that is unreachable just
+    then (a pooled connection the server closed is dropped by the first try) costs a
+    warning line, never the drain's exit code."""
+    problem = ""
+    for attempt in range(3):
+        try:
+            stats = pipeline.status()
+        except base.StoreUnavailable as exc:
+            problem = str(exc)
+            time.sleep(0.2 * (attempt + 1))
+            continue
+        _out().print(_status_table(pipeline, stats))
+        return
+    click.echo(f"status after the drain is unavailable: {problem}", err=True)
 
 
 def _work_here(

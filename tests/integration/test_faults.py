@@ -241,6 +241,37 @@ def test_postgres_connection_loss_workers_reconnect_and_lose_nothing(
     assert Provider(project).effects() == 400
 
 
+def test_status_after_a_drain_survives_connections_the_server_closed(
+    project: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`up --until-idle` ends with a status table; pooled connections the server closed
+    meanwhile are dropped and replaced, so the table still prints and the drain's exit
+    code stands (this once surfaced as a traceback and exit 1 in the test above)."""
+    import sqlalchemy as sa
+
+    import runner
+    from runner import cli
+    from runner.config.settings import Settings
+
+    pipeline = runner.load(write_pipeline(project), settings=Settings(database_url=pg_url))
+    with pipeline:
+        pipeline.enqueue("email.send", email(1))
+        pipeline.status()  # the pool now holds open connections
+        admin = sa.create_engine(pg_url, poolclass=sa.NullPool)
+        with admin.connect() as conn:
+            killed = conn.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = 'runner' AND datname = current_database()"
+                )
+            ).scalar()
+        admin.dispose()
+        assert killed
+        cli._print_final_status(pipeline)
+    out, err = capsys.readouterr()
+    assert "mail" in out and "unavailable" not in err
+
+
 def test_listen_connection_lost_worker_reconnects_and_catches_up(
     project: Path, pg_url: str
 ) -> None:
