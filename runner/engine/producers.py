@@ -63,7 +63,8 @@ class _Held:
             self.fairy.close()
 
     def __del__(self) -> None:
-        self.close()
+        with contextlib.suppress(Exception):  # at interpreter exit, modules may be gone
+            self.close()
 
 
 class ProducerConnections:
