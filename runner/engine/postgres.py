@@ -79,15 +79,15 @@ CHANNEL = "runner_jobs"
 STOP_CHECK_S = 0.1
 
 
-def json_rows() -> Any:
-    """New jobs' rows from two text parameters, however many rows: ``payloads``, the
-    payloads' JSON texts joined into one JSON array, and ``keys``, a JSON array of their
-    idempotency keys (or nulls); numbered ``n`` in input order.
+def json_rows(with_keys: bool) -> Any:
+    """New jobs' rows from text parameters, however many rows: ``payloads``, the
+    payloads' JSON texts joined into one JSON array, and (``with_keys``) ``keys``, a JSON
+    array of their idempotency keys or nulls; numbered ``n`` in input order. Without
+    keys the rows carry none (the common case: one parse, no join).
 
     Elements of a ``json`` (not ``jsonb``) array come back as the exact text sent, so
-    each payload is stored as the producer's canonical JSON. Two parameters cost one join
-    in Python and one parse on the server, where one array per column cost psycopg ~3 µs
-    a row to dump.
+    each payload is stored as the producer's canonical JSON. A parameter per column
+    cost psycopg ~3 µs a row to dump as arrays; these cost one join in Python.
     """
 
     def numbered(function: Any, name: str, column: str) -> Any:
@@ -95,19 +95,16 @@ def json_rows() -> Any:
         return function(text).table_valued(column, with_ordinality="n").render_derived(name=name)
 
     payloads = numbered(sa.func.json_array_elements, "payloads", "payload")
+    payload = sa.cast(payloads.c.payload, sa.Text()).label("payload")
+    if not with_keys:
+        rows = sa.select(payload, sa.null().label("idempotency_key"), payloads.c.n)
+        return rows.subquery("new_rows")
     keys = numbered(sa.func.json_array_elements_text, "keys", "key")
     return (
-        sa.select(
-            sa.cast(payloads.c.payload, sa.Text()).label("payload"),
-            keys.c.key.label("idempotency_key"),
-            payloads.c.n,
-        )
+        sa.select(payload, keys.c.key.label("idempotency_key"), payloads.c.n)
         .select_from(payloads.join(keys, payloads.c.n == keys.c.n))
         .subquery("new_rows")
     )
-
-
-json_rows_carry_keys = True
 
 
 def lease_pairs() -> Any:

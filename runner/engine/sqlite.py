@@ -70,24 +70,23 @@ def worker_commit(options: EngineOptions) -> sa.ColumnElement[bool] | None:
     return None
 
 
-def json_rows() -> Any:
+def json_rows(with_keys: bool) -> Any:
     """New jobs' rows from one text parameter, however many rows: ``payloads``, the
     payloads' JSON texts joined into one JSON array, numbered ``n`` in input order.
 
     ``json_each`` gives back each element's text as sent (the payloads are compact
-    JSON already). Idempotency keys are not carried (``json_rows_carry_keys``): rows with
-    keys go through executemany. One statement runs the loop in SQLite, where
-    executemany bound eight parameters a row from Python.
+    JSON already). Idempotency keys are not carried (None ``with_keys``): rows with keys
+    and no dedupe go through a multi-row INSERT. One statement runs the loop in SQLite,
+    where executemany bound eight parameters a row from Python.
     """
+    if with_keys:
+        return None
     each = sa.func.json_each(sa.bindparam("payloads", type_=sa.Text())).table_valued("key", "value")
     return sa.select(
         each.c.value.label("payload"),
         sa.null().label("idempotency_key"),
         each.c.key.label("n"),
     ).subquery("new_rows")
-
-
-json_rows_carry_keys = False
 
 
 def lease_pairs() -> Any:

@@ -10,8 +10,9 @@ import contextlib
 import importlib
 import json
 import math
+import operator
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -121,8 +122,7 @@ _NEW_JOB_KEYS = (
 _SHARED_KEYS = ("queue", "type", "priority", "schema_version", "max_attempts")
 
 
-def _shared(job: NewJob) -> tuple[Any, ...]:
-    return (job.queue, job.type, job.priority, job.schema_version, job.max_attempts)
+_shared: Callable[[NewJob], tuple[Any, ...]] = operator.attrgetter(*_SHARED_KEYS)
 
 
 def _new_job_params(job: NewJob) -> dict[str, Any]:
@@ -200,27 +200,35 @@ class SqlStore:
         # no RETURNING row to step to and fetch.
         self._insert_one_bare = Prepared(insert_one, self.engine, _NEW_JOB_KEYS)
         self._insert_one_within_bare = Prepared(insert_within, self.engine, within_keys)
-        rows = self.backend.json_rows()
-        self._insert_json = Prepared(
-            sa.insert(J)
-            .from_select(
-                [
-                    *(J.c[k] for k in _SHARED_KEYS),
-                    *(J.c.state, J.c.payload, J.c.idempotency_key, J.c.enqueued_at, J.c.run_at),
-                ],
-                sa.select(
-                    *(sa.bindparam(k, type_=J.c[k].type) for k in _SHARED_KEYS),
-                    tables.STATE_LITERALS["queued"],
-                    rows.c.payload,
-                    rows.c.idempotency_key,
-                    now,
-                    now,
-                ).order_by(rows.c.n),
+        # Bulk inserts: one statement per job type, rows from JSON text parameters; the
+        # clock is read once per statement (an InitPlan), not twice per row.
+        once = sa.select(now).scalar_subquery()
+        self._insert_json: dict[bool, Prepared] = {}
+        for with_keys in (False, True):
+            rows = self.backend.json_rows(with_keys)
+            if rows is None:
+                continue
+            self._insert_json[with_keys] = Prepared(
+                sa.insert(J)
+                .from_select(
+                    [
+                        *(J.c[k] for k in _SHARED_KEYS),
+                        *(J.c.state, J.c.payload, J.c.idempotency_key, J.c.enqueued_at),
+                        J.c.run_at,
+                    ],
+                    sa.select(
+                        *(sa.bindparam(k, type_=J.c[k].type) for k in _SHARED_KEYS),
+                        tables.STATE_LITERALS["queued"],
+                        rows.c.payload,
+                        rows.c.idempotency_key,
+                        once,
+                        once,
+                    ).order_by(rows.c.n),
+                )
+                .returning(J.c.id),
+                self.engine,
+                [*_SHARED_KEYS, "payloads", "keys"],
             )
-            .returning(J.c.id),
-            self.engine,
-            [*_SHARED_KEYS, "payloads", "keys"],
-        )
         pick = (
             sa.select(J.c.id)
             .where(J.c.queue == sa.bindparam("claim_queue"), IS_QUEUED, J.c.run_at <= now)
@@ -431,10 +439,9 @@ class SqlStore:
         keyed = [i for i, j in enumerate(new) if j.idempotency_key is not None and dedupe]
 
         params = _new_job_params
-        by_json = self.backend.json_rows_carry_keys or all(
-            new[i].idempotency_key is None for i in plain
-        )
-        if plain and by_json:
+        with_keys = any(new[i].idempotency_key is not None for i in plain)
+        bulk = self._insert_json.get(with_keys)
+        if plain and bulk is not None:
             # One statement per job type (usually one in all), however many rows. Ids are
             # given in the SELECT's order, so sorted they match the input order.
             groups: dict[tuple[Any, ...], list[int]] = {}
@@ -444,12 +451,13 @@ class SqlStore:
             try:
                 for shared, indexes in groups.items():
                     group = dict(zip(_SHARED_KEYS, shared, strict=True))
-                    group["payloads"] = "[" + ",".join(new[i].payload_json for i in indexes) + "]"
-                    group["keys"] = json.dumps([new[i].idempotency_key for i in indexes])
-                    cursor.execute(self._insert_json.sql, self._insert_json.params(group))
-                    got = sorted(int(row[0]) for row in cursor.fetchall())
+                    group["payloads"] = "[" + ",".join([new[i].payload_json for i in indexes]) + "]"
+                    if with_keys:
+                        group["keys"] = json.dumps([new[i].idempotency_key for i in indexes])
+                    cursor.execute(bulk.sql, bulk.params(group))
+                    got = sorted([row[0] for row in cursor.fetchall()])
                     for i, job_id in zip(indexes, got, strict=True):
-                        ids[i] = job_id
+                        ids[i] = int(job_id)
             finally:
                 cursor.close()
         elif plain:  # SQLite, keys kept without dedupe: a multi-row INSERT ... RETURNING
