@@ -190,6 +190,10 @@ class Listener(Protocol):
 class Store(Protocol):
     """Named database verbs; every worker-side change is a compare-and-set on the lease."""
 
+    claim_never_waits: bool
+    """Whether ``claim`` (without a concurrency argument) never waits for another
+    transaction's lock, only for the database's answer."""
+
     def migrate(self) -> int: ...
     def ensure_queues(self, names: Sequence[str]) -> None: ...
     def now(self) -> float: ...

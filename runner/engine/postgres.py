@@ -29,7 +29,13 @@ def create_engine(url: sa.URL, options: EngineOptions) -> sa.Engine:
         url = url.set(drivername="postgresql+psycopg")
     return sa.create_engine(
         url,
-        connect_args={"application_name": options.application_name, "connect_timeout": 10},
+        connect_args={
+            "application_name": options.application_name,
+            "connect_timeout": 10,
+            # A statement whose packets go unacknowledged (a network that drops them)
+            # fails after 30 s instead of the kernel's ~15 minutes of retransmissions.
+            "tcp_user_timeout": 30_000,
+        },
         pool_size=options.pool_size,
         max_overflow=0,
         pool_pre_ping=False,  # a lost connection fails one verb, which the worker retries
@@ -125,6 +131,10 @@ def lease_pairs_params(pairs: Sequence[tuple[int, str]]) -> dict[str, Any]:
 
 single_statement_autocommit = True
 """One statement is its own transaction: no BEGIN/COMMIT round trips."""
+
+claim_never_waits = True
+"""A claim (no concurrency argument) is one statement that skips locked rows: it never
+waits for another transaction, only for the server's answer."""
 
 
 def begin_single(cursor: Any, info: dict[str, Any], synchronous: str) -> None:

@@ -103,6 +103,9 @@ def lease_pairs_params(pairs: Sequence[tuple[int, str]]) -> dict[str, Any]:
 
 
 single_statement_autocommit = False
+
+claim_never_waits = False
+"""A claim takes the write lock (BEGIN IMMEDIATE): it may wait for another process."""
 """BEGIN IMMEDIATE first: a deferred write could fail at once on a stale snapshot."""
 
 

@@ -162,6 +162,7 @@ class SqlStore:
         self.options = options or EngineOptions()
         self.engine = self.backend.create_engine(self.url, self.options)
         self._now = self.backend.now
+        self.claim_never_waits: bool = self.backend.claim_never_waits
         self._prepare_hot_statements()
         self._producers: ProducerConnections | None = None
         if self.backend is sqlite and self._sqlite_file() is not None:

@@ -331,13 +331,11 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), max(wait_s, 0.001))
 
     async def _claim(self, lane: Lane, limit: int) -> int:
-        result = await self._db(
-            self.store.claim,
-            lane.spec.name,
-            limit=limit,
-            lease_s=lane.spec.lease_s,
-            worker=self.options.worker_id,
-        )
+        args = (lane.spec.name,)
+        kwargs = {"limit": limit, "lease_s": lane.spec.lease_s, "worker": self.options.worker_id}
+        result = self._claim_here(args, kwargs) if self.store.claim_never_waits else None
+        if result is None:
+            result = await self._db(self.store.claim, *args, **kwargs)
         for dup in result.duplicates:
             self.stats.duplicates += 1
             events.emit(log, logging.INFO, "ack", **_identity(dup), duplicate=True)
@@ -360,6 +358,19 @@ class Worker:
         lane.add(ready)
         self._start_on_loop(lane)
         return len(result.jobs) + len(result.duplicates)
+
+    def _claim_here(self, args: tuple[str], kwargs: dict[str, Any]) -> base.ClaimResult | None:
+        """An idle worker claims on the loop itself (PostgreSQL): the hand-off to a thread
+        and back cost ~0.3 ms of the time from enqueue to handler start. Only when nothing
+        is in flight, so nothing else on the loop is waiting (no lease to renew, no ack to
+        flush), and only where a claim never waits for a lock; a stalled connection is
+        bounded by its TCP timeout. A failure falls back to the retrying thread path."""
+        if self._busy():
+            return None
+        try:
+            return self.store.claim(*args, **kwargs)
+        except base.StoreUnavailable:
+            return None
 
     # -- running -----------------------------------------------------------------------
 
