@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -50,46 +52,38 @@ IS_RUNNING = jobs.c.state == STATE_LITERALS["running"]
 IS_SUCCEEDED = jobs.c.state == STATE_LITERALS["succeeded"]
 IS_DEAD = jobs.c.state == STATE_LITERALS["dead"]
 
-sa.Index(
+
+def _partial_index(name: str, *columns: Any, where: Any, unique: bool = False) -> sa.Index:
+    """An index of the jobs table over the rows matching ``where``, on both backends."""
+    return sa.Index(name, *columns, unique=unique, postgresql_where=where, sqlite_where=where)
+
+
+_partial_index(
     "ix_runner_jobs_ready",
     jobs.c.queue,
     jobs.c.priority.desc(),
     jobs.c.run_at,
     jobs.c.id,
-    postgresql_where=jobs.c.state == "queued",
-    sqlite_where=jobs.c.state == "queued",
+    where=jobs.c.state == "queued",
 )
-sa.Index(
-    "ix_runner_jobs_running",
-    jobs.c.queue,
-    jobs.c.lease_expires_at,
-    postgresql_where=jobs.c.state == "running",
-    sqlite_where=jobs.c.state == "running",
+_partial_index(
+    "ix_runner_jobs_running", jobs.c.queue, jobs.c.lease_expires_at, where=jobs.c.state == "running"
 )
 # Partial indexes hold only the rows their queries look for, so a job's write touches
 # the fewest pages: a job without an idempotency key is in no key index, and a queued
 # or running job in no finished one (enqueue, claim and ack each write ~4 fewer index
 # entries than with full indexes on those columns; migration v5).
-sa.Index(
+_partial_index(
     "uq_runner_jobs_keyed_pending",
     jobs.c.idempotency_key,
+    where=PENDING_KEY_PREDICATE,
     unique=True,
-    postgresql_where=PENDING_KEY_PREDICATE,
-    sqlite_where=PENDING_KEY_PREDICATE,
 )
-sa.Index(
-    "ix_runner_jobs_succeeded",
-    jobs.c.queue,
-    jobs.c.finished_at,
-    postgresql_where=jobs.c.state == "succeeded",
-    sqlite_where=jobs.c.state == "succeeded",
+_partial_index(
+    "ix_runner_jobs_succeeded", jobs.c.queue, jobs.c.finished_at, where=jobs.c.state == "succeeded"
 )
-sa.Index(
-    "ix_runner_jobs_dead",
-    jobs.c.queue,
-    jobs.c.finished_at,
-    postgresql_where=jobs.c.state == "dead",
-    sqlite_where=jobs.c.state == "dead",
+_partial_index(
+    "ix_runner_jobs_dead", jobs.c.queue, jobs.c.finished_at, where=jobs.c.state == "dead"
 )
 
 job_errors = sa.Table(

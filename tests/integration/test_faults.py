@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -203,6 +204,22 @@ def test_stale_worker_cannot_ack_after_its_lease_was_taken(project: Path, db_url
     assert Provider(project).effects_by_key() == {"email:welcome:1": 1}
 
 
+def terminate_runner_backends(admin: Any) -> int:
+    """Terminate every runner connection to this database; how many there were."""
+    import sqlalchemy as sa
+
+    with admin.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = 'runner' AND datname = current_database()"
+                )
+            ).scalar()
+            or 0
+        )
+
+
 def test_postgres_connection_loss_workers_reconnect_and_lose_nothing(
     project: Path, pg_url: str
 ) -> None:
@@ -217,16 +234,7 @@ def test_postgres_connection_loss_workers_reconnect_and_lose_nothing(
     try:
         for _ in range(6):
             time.sleep(0.4)
-            with admin.connect() as conn:
-                killed += int(
-                    conn.execute(
-                        sa.text(
-                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                            "WHERE application_name = 'runner' AND datname = current_database()"
-                        )
-                    ).scalar()
-                    or 0
-                )
+            killed += terminate_runner_backends(admin)
         _, stderr = worker.communicate(timeout=120)
     finally:
         admin.dispose()
@@ -258,13 +266,7 @@ def test_status_after_a_drain_survives_connections_the_server_closed(
         pipeline.enqueue("email.send", email(1))
         pipeline.status()  # the pool now holds open connections
         admin = sa.create_engine(pg_url, poolclass=sa.NullPool)
-        with admin.connect() as conn:
-            killed = conn.execute(
-                sa.text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name = 'runner' AND datname = current_database()"
-                )
-            ).scalar()
+        killed = terminate_runner_backends(admin)
         admin.dispose()
         assert killed
         cli._print_final_status(pipeline)
@@ -301,13 +303,7 @@ def test_listen_connection_lost_worker_reconnects_and_catches_up(
         time.sleep(0.5)  # the worker is idle in its 60s poll wait
         enqueue_jsonl(pipeline, env, [email(1)])
         wait_for(lambda: status(pipeline, env)["done"] == 1, timeout=20)
-        with admin.connect() as conn:
-            killed = conn.execute(
-                sa.text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name = 'runner' AND datname = current_database()"
-                )
-            ).scalar()
+        killed = terminate_runner_backends(admin)
         assert killed
         time.sleep(3)  # the listener notices (heartbeat), reconnects, catches up
         enqueue_jsonl(pipeline, env, [email(2)])
