@@ -187,10 +187,30 @@ class Pipeline:
     def enqueue_many(self, job_type: str, payloads: Iterable[object]) -> list[int]:
         """Validate every payload first (none is enqueued if one is invalid), then enqueue
         them all in one transaction. Returns ids in input order."""
+        runtime = self._type(job_type)
+        batch = payloads if isinstance(payloads, list) else list(payloads)
+        accepted = runtime.rules.prepare_many(batch)
+        if accepted is not None:  # all pass: the batch goes in as texts, without a row each
+            jt = runtime.config
+            texts, keys = accepted
+            return self.enqueue_prepared(
+                job_type,
+                base.NewBatch(
+                    jt.queue,
+                    job_type,
+                    jt.priority,
+                    jt.schema_version,
+                    jt.retry.max_attempts,
+                    texts,
+                    keys,
+                ),
+            )
+        # One at least to refuse (or to look at closer): each is prepared on its own, and
+        # every problem of every payload is reported with its index.
         prepare = self.preparer(job_type)
         rows: list[base.NewJob] = []
         problems: list[tuple[str, str]] = []
-        for index, payload in enumerate(payloads):
+        for index, payload in enumerate(batch):
             try:
                 rows.append(prepare(payload, None))
             except errors.InvalidPayload as exc:
@@ -199,14 +219,17 @@ class Pipeline:
             raise errors.InvalidPayload(job_type, problems)
         return self.enqueue_prepared(job_type, rows)
 
-    def enqueue_prepared(self, job_type: str, rows: Sequence[base.NewJob]) -> list[int]:
+    def enqueue_prepared(
+        self, job_type: str, rows: Sequence[base.NewJob] | base.NewBatch
+    ) -> list[int]:
         runtime = self._type(job_type)
+        count = len(rows.payloads) if isinstance(rows, base.NewBatch) else len(rows)
         queue = self.model.queues[runtime.config.queue]
         try:
             ids = self.store.enqueue(rows, max_depth=queue.max_depth, dedupe=runtime.config.dedupe)
         except base.QueueFullError as exc:
             with contextlib.suppress(base.StoreUnavailable):
-                self.store.count(exc.queue, job_type, "backpressure_refused", len(rows))
+                self.store.count(exc.queue, job_type, "backpressure_refused", count)
             events.emit(
                 log,
                 logging.WARNING,

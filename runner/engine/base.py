@@ -55,6 +55,20 @@ class NewJob(NamedTuple):
     idempotency_key: str | None = None
 
 
+class NewBatch(NamedTuple):
+    """Validated jobs of one type on their way into the table: what they share, once, and
+    each one's payload (and key). ``keys`` is None when no job has one."""
+
+    queue: str
+    type: str
+    priority: int
+    schema_version: int
+    max_attempts: int
+    payloads: list[str]
+    """Canonical JSON texts, in input order."""
+    keys: list[str | None] | None = None
+
+
 @dataclass(slots=True)
 class Claimed:
     """A leased job as the store returns it (built once per job: slotted, not frozen,
@@ -198,7 +212,7 @@ class Store(Protocol):
     def ensure_queues(self, names: Sequence[str]) -> None: ...
     def now(self) -> float: ...
     def enqueue(
-        self, new: Sequence[NewJob], *, max_depth: int | None, dedupe: bool
+        self, new: Sequence[NewJob] | NewBatch, *, max_depth: int | None, dedupe: bool
     ) -> list[int]: ...
     def claim(
         self,

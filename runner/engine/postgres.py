@@ -129,6 +129,9 @@ def lease_pairs_params(pairs: Sequence[tuple[int, str]]) -> dict[str, Any]:
     return {"lease_ids": [i for i, _ in pairs], "lease_tokens": [t for _, t in pairs]}
 
 
+sequential_ids = False
+"""Ids come from a sequence that concurrent inserts share: a bulk insert returns them."""
+
 single_statement_autocommit = True
 """One statement is its own transaction: no BEGIN/COMMIT round trips."""
 

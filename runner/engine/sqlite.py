@@ -102,6 +102,14 @@ def lease_pairs_params(pairs: Sequence[tuple[int, str]]) -> dict[str, Any]:
     return {"lease_pairs": json.dumps([[i, t] for i, t in pairs])}
 
 
+MAX_ROWID = 2**63 - 1
+
+sequential_ids = True
+"""The rows of one INSERT get consecutive ids after the largest in the table: SQLite gives
+a new row the largest rowid plus one (INTEGER PRIMARY KEY without AUTOINCREMENT), and
+guesses at random only once the largest is MAX_ROWID. A bulk insert under the write lock
+counts its ids instead of returning them."""
+
 single_statement_autocommit = False
 
 claim_never_waits = False

@@ -29,6 +29,7 @@ from runner.engine.base import (
     DlqFilter,
     EngineOptions,
     ErrorRecord,
+    NewBatch,
     NewJob,
     QueueFullError,
     QueueStats,
@@ -119,7 +120,7 @@ _NEW_JOB_KEYS = (
 
 
 # What the jobs of one type share: a bulk insert binds these once per type.
-_SHARED_KEYS = ("queue", "type", "priority", "schema_version", "max_attempts")
+_SHARED_KEYS: tuple[str, ...] = NewBatch._fields[:5]
 
 
 _shared: Callable[[NewJob], tuple[Any, ...]] = operator.attrgetter(*_SHARED_KEYS)
@@ -136,6 +137,39 @@ def _new_job_params(job: NewJob) -> dict[str, Any]:
         "max_attempts": job.max_attempts,
         "idempotency_key": job.idempotency_key,
     }
+
+
+def _row_params(batch: NewBatch, i: int) -> dict[str, Any]:
+    """The parameters of the batch's job ``i`` for a row-at-a-time INSERT."""
+    return {
+        "queue": batch.queue,
+        "type": batch.type,
+        "state": "queued",
+        "priority": batch.priority,
+        "payload": batch.payloads[i],
+        "schema_version": batch.schema_version,
+        "max_attempts": batch.max_attempts,
+        "idempotency_key": None if batch.keys is None else batch.keys[i],
+    }
+
+
+def _batches(new: Sequence[NewJob]) -> tuple[list[NewBatch], list[list[int]]]:
+    """The jobs grouped by what they share (one group per job type, usually), and each
+    group's indexes in ``new``."""
+    places: dict[tuple[Any, ...], list[int]] = {}
+    for i, job in enumerate(new):
+        places.setdefault(_shared(job), []).append(i)
+    batches = []
+    for indexes in places.values():
+        job = new[indexes[0]]
+        keys = [new[i].idempotency_key for i in indexes]
+        texts = [new[i].payload_json for i in indexes]
+        has_keys = any(key is not None for key in keys)
+        batch = NewBatch(
+            job.queue, job.type, job.priority, job.schema_version, job.max_attempts, texts
+        )
+        batches.append(batch._replace(keys=keys) if has_keys else batch)
+    return batches, list(places.values())
 
 
 def _error_text(error: jobs_mod.ErrorInfo) -> tuple[str, str, str]:
@@ -209,27 +243,26 @@ class SqlStore:
             rows = self.backend.json_rows(with_keys)
             if rows is None:
                 continue
-            self._insert_json[with_keys] = Prepared(
-                sa.insert(J)
-                .from_select(
-                    [
-                        *(J.c[k] for k in _SHARED_KEYS),
-                        *(J.c.state, J.c.payload, J.c.idempotency_key, J.c.enqueued_at),
-                        J.c.run_at,
-                    ],
-                    sa.select(
-                        *(sa.bindparam(k, type_=J.c[k].type) for k in _SHARED_KEYS),
-                        tables.STATE_LITERALS["queued"],
-                        rows.c.payload,
-                        rows.c.idempotency_key,
-                        once,
-                        once,
-                    ).order_by(rows.c.n),
-                )
-                .returning(J.c.id),
-                self.engine,
-                [*_SHARED_KEYS, "payloads", "keys"],
+            insert = sa.insert(J).from_select(
+                [
+                    *(J.c[k] for k in _SHARED_KEYS),
+                    *(J.c.state, J.c.payload, J.c.idempotency_key, J.c.enqueued_at),
+                    J.c.run_at,
+                ],
+                sa.select(
+                    *(sa.bindparam(k, type_=J.c[k].type) for k in _SHARED_KEYS),
+                    tables.STATE_LITERALS["queued"],
+                    rows.c.payload,
+                    rows.c.idempotency_key,
+                    once,
+                    once,
+                ).order_by(rows.c.n),
             )
+            if not self.backend.sequential_ids:
+                insert = insert.returning(J.c.id)
+            keys = [*_SHARED_KEYS, "payloads", "keys"]
+            self._insert_json[with_keys] = Prepared(insert, self.engine, keys)
+        self._max_id = Prepared(sa.select(sa.func.max(J.c.id)), self.engine, [])
         pick = (
             sa.select(J.c.id)
             .where(J.c.queue == sa.bindparam("claim_queue"), IS_QUEUED, J.c.run_at <= now)
@@ -383,22 +416,34 @@ class SqlStore:
 
     # -- producers ---------------------------------------------------------------
 
-    def enqueue(self, new: Sequence[NewJob], *, max_depth: int | None, dedupe: bool) -> list[int]:
+    def enqueue(
+        self, new: Sequence[NewJob] | NewBatch, *, max_depth: int | None, dedupe: bool
+    ) -> list[int]:
         """Insert jobs durably; all or nothing. Returns one id per input, in order.
 
         With ``dedupe``, a job whose idempotency key is already pending (queued or
         running) is not inserted: its id is the pending job's id.
         """
-        if not new:
+        if not (new.payloads if isinstance(new, NewBatch) else new):
             return []
-        if len(new) == 1 and new[0].idempotency_key is None:
+        if isinstance(new, NewBatch):
+            batches, places = [new], None
+        elif len(new) == 1 and new[0].idempotency_key is None:
             return [self._enqueue_one(new[0], max_depth)]
+        else:
+            batches, places = _batches(new)
         with self._write() as conn:
             if max_depth is not None:
-                self._check_depth(conn, new, max_depth)
-            ids = self._insert(conn, new, dedupe)
-            self.backend.notify(conn, {job.queue for job in new})
-            return ids
+                self._check_depth(conn, batches, max_depth)
+            got = [self._insert_batch(conn, batch, dedupe) for batch in batches]
+            self.backend.notify(conn, {batch.queue for batch in batches})
+        if places is None:
+            return got[0]
+        ids = [0] * len(new)
+        for indexes, batch_ids in zip(places, got, strict=True):
+            for i, job_id in zip(indexes, batch_ids, strict=True):
+                ids[i] = job_id
+        return ids
 
     def _enqueue_one(self, job: NewJob, max_depth: int | None) -> int:
         """The common case (one job, no idempotency key): one prepared statement."""
@@ -419,10 +464,12 @@ class SqlStore:
             raise QueueFullError(job.queue, depth, max_depth or 0, 1)
         return job_id
 
-    def _check_depth(self, conn: sa.Connection, new: Sequence[NewJob], max_depth: int) -> None:
+    def _check_depth(
+        self, conn: sa.Connection, batches: Sequence[NewBatch], max_depth: int
+    ) -> None:
         wanted: dict[str, int] = {}
-        for job in new:
-            wanted[job.queue] = wanted.get(job.queue, 0) + 1
+        for batch in batches:
+            wanted[batch.queue] = wanted.get(batch.queue, 0) + len(batch.payloads)
         rows = conn.execute(
             sa.select(J.c.queue, sa.func.count())
             .where(J.c.queue.in_(list(wanted)), IS_QUEUED)
@@ -433,59 +480,68 @@ class SqlStore:
             if depth.get(queue, 0) + count > max_depth:
                 raise QueueFullError(queue, depth.get(queue, 0), max_depth, count)
 
-    def _insert(self, conn: sa.Connection, new: Sequence[NewJob], dedupe: bool) -> list[int]:
-        now = self._now()
-        ids: list[int | None] = [None] * len(new)
-        plain = [i for i, j in enumerate(new) if j.idempotency_key is None or not dedupe]
-        keyed = [i for i, j in enumerate(new) if j.idempotency_key is not None and dedupe]
+    def _insert_batch(self, conn: sa.Connection, batch: NewBatch, dedupe: bool) -> list[int]:
+        """Ids in input order. With ``dedupe``, jobs with a key go through the
+        deduplicating insert; the rest (all, usually) through one statement."""
+        if batch.keys is None or not dedupe:
+            return self._insert_rows(conn, batch)
+        ids = [0] * len(batch.payloads)
+        plain = [i for i, key in enumerate(batch.keys) if key is None]
+        if plain:
+            unkeyed = batch._replace(payloads=[batch.payloads[i] for i in plain], keys=None)
+            for i, job_id in zip(plain, self._insert_rows(conn, unkeyed), strict=True):
+                ids[i] = job_id
+        keyed = [i for i, key in enumerate(batch.keys) if key is not None]
+        self._insert_keyed(conn, batch, keyed, ids)
+        return ids
 
-        params = _new_job_params
-        with_keys = any(new[i].idempotency_key is not None for i in plain)
-        bulk = self._insert_json.get(with_keys)
-        if plain and bulk is not None:
-            # One statement per job type (usually one in all), however many rows. Ids are
-            # given in the SELECT's order, so sorted they match the input order.
-            groups: dict[tuple[Any, ...], list[int]] = {}
-            for i in plain:
-                groups.setdefault(_shared(new[i]), []).append(i)
+    def _insert_rows(self, conn: sa.Connection, batch: NewBatch) -> list[int]:
+        """One ``INSERT ... SELECT`` over the payloads joined into one JSON array, the shared
+        columns bound once. On SQLite the ids are counted, not returned (returning them
+        cost about as much as inserting the rows): one INSERT's rows get consecutive ids
+        after the largest (``sqlite.sequential_ids``)."""
+        count = len(batch.payloads)
+        bulk = self._insert_json.get(batch.keys is not None)
+        if bulk is not None:
+            values: dict[str, Any] = dict(zip(_SHARED_KEYS, batch))  # noqa: B905 (a prefix)
+            values["payloads"] = "[" + ",".join(batch.payloads) + "]"
+            if batch.keys is not None:
+                values["keys"] = json.dumps(batch.keys)
             cursor = conn.connection.cursor()
             try:
-                for shared, indexes in groups.items():
-                    group = dict(zip(_SHARED_KEYS, shared, strict=True))
-                    group["payloads"] = "[" + ",".join([new[i].payload_json for i in indexes]) + "]"
-                    if with_keys:
-                        group["keys"] = json.dumps([new[i].idempotency_key for i in indexes])
-                    cursor.execute(bulk.sql, bulk.params(group))
-                    got = sorted([row[0] for row in cursor.fetchall()])
-                    for i, job_id in zip(indexes, got, strict=True):
-                        ids[i] = int(job_id)
+                if not self.backend.sequential_ids:
+                    cursor.execute(bulk.sql, bulk.params(values))
+                    # Ids are given in the SELECT's order: sorted, they are the input order.
+                    return sorted([int(row[0]) for row in cursor.fetchall()])
+                cursor.execute(self._max_id.sql, ())
+                row = cursor.fetchone()
+                top = int(row[0] or 0) if row is not None else 0  # NULL: an empty table
+                if top <= sqlite.MAX_ROWID - count:
+                    cursor.execute(bulk.sql, bulk.params(values))
+                    if cursor.rowcount != count or cursor.lastrowid != top + count:
+                        raise RuntimeError("bulk insert: the new ids are not consecutive")
+                    return list(range(top + 1, top + count + 1))
             finally:
                 cursor.close()
-        elif plain:  # SQLite, keys kept without dedupe: a multi-row INSERT ... RETURNING
-            stmt = (
-                sa.insert(J)
-                .values(enqueued_at=now, run_at=now)
-                .returning(J.c.id, sort_by_parameter_order=True)
-            )
-            result = conn.execute(stmt, [params(new[i]) for i in plain])
-            for i, row in zip(plain, result.all(), strict=True):
-                ids[i] = int(row.id)
-        if keyed:
-            self._insert_keyed(conn, new, keyed, ids, params, now)
-        return [int(i) for i in ids if i is not None]
+        # SQLite, with keys kept without dedupe, or ids at the end of their range (where
+        # SQLite picks them at random): a multi-row INSERT whose ids come back in order.
+        stmt = (
+            sa.insert(J)
+            .values(enqueued_at=self._now(), run_at=self._now())
+            .returning(J.c.id, sort_by_parameter_order=True)
+        )
+        result = conn.execute(stmt, [_row_params(batch, i) for i in range(count)])
+        return [int(row.id) for row in result.all()]
 
     def _insert_keyed(
-        self,
-        conn: sa.Connection,
-        new: Sequence[NewJob],
-        keyed: list[int],
-        ids: list[int | None],
-        params: Any,
-        now: sa.ColumnElement[float],
+        self, conn: sa.Connection, batch: NewBatch, keyed: list[int], ids: list[int]
     ) -> None:
+        assert batch.keys is not None
+        keys = batch.keys
         first_of_key: dict[str, int] = {}
         for i in keyed:
-            first_of_key.setdefault(str(new[i].idempotency_key), i)
+            first_of_key.setdefault(str(keys[i]), i)
+        now = self._now()
         stmt = (
             self.backend.insert(J)
             .values(enqueued_at=now, run_at=now)
@@ -496,7 +552,7 @@ class SqlStore:
             .returning(J.c.id, J.c.idempotency_key)
         )
         # One multi-row INSERT per batch; rows that hit a pending key return nothing.
-        inserted = conn.execute(stmt, [params(new[i]) for i in first_of_key.values()])
+        inserted = conn.execute(stmt, [_row_params(batch, i) for i in first_of_key.values()])
         by_key: dict[str, int] = {row.idempotency_key: int(row.id) for row in inserted}
         missing = [k for k in first_of_key if k not in by_key]
         if missing:
@@ -507,7 +563,7 @@ class SqlStore:
             ).all()
             by_key.update({r.idempotency_key: int(r.id) for r in rows})
         for i in keyed:
-            ids[i] = by_key[str(new[i].idempotency_key)]
+            ids[i] = by_key[str(keys[i])]
 
     # -- workers -----------------------------------------------------------------
 

@@ -113,6 +113,15 @@ def test_backpressure_refuses_at_max_depth(project: Path, db_url: str) -> None:
         assert pipeline.status()["mail"].ready == 3
 
 
+def test_enqueue_many_takes_any_iterable_and_nothing_is_nothing(project: Path, db_url: str) -> None:
+    with load(project, db_url) as pipeline:
+        assert pipeline.enqueue_many("email.send", []) == []
+        ids = pipeline.enqueue_many("email.send", (email(i) for i in range(1, 4)))
+        again = pipeline.enqueue_many("email.send", [email(2), email(4)])  # 2 is pending
+        assert len(set(ids)) == 3 and again[0] == ids[1] and again[1] not in ids
+        assert pipeline.status()["mail"].ready == 4
+
+
 def test_invalid_payload_lists_each_field_and_stores_nothing(project: Path, db_url: str) -> None:
     with load(project, db_url) as pipeline:
         with pytest.raises(runner.InvalidPayload) as info:

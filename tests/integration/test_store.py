@@ -133,14 +133,46 @@ def test_a_mixed_bulk_enqueue_stores_each_row_as_given_under_its_own_id(
         )
         for i in range(60)
     ]
+    assert_each_id_holds_its_row(store, rows, in_table=60)
+
+
+def assert_each_id_holds_its_row(store: SqlStore, rows: list[NewJob], *, in_table: int) -> None:
+    """Bulk-enqueue ``rows`` (keys kept, no dedupe) and check that the id given for each
+    names a row holding exactly it, and that the table then holds ``in_table`` jobs."""
     ids = store.enqueue(rows, max_depth=None, dedupe=False)
-    assert len(set(ids)) == 60
     J = tables.jobs
     cols = [J.c.id, J.c.queue, J.c.type, J.c.payload, J.c.priority, J.c.max_attempts]
     cols += [J.c.schema_version, J.c.idempotency_key]
     with store.engine.connect() as conn:
         stored = {r[0]: tuple(r[1:]) for r in conn.execute(sa.select(*cols))}
+    assert len(stored) == in_table and len(set(ids)) == len(rows)
     assert [stored[i] for i in ids] == [tuple(r) for r in rows]
+
+
+def test_bulk_ids_are_right_after_the_newest_jobs_were_pruned(store: SqlStore) -> None:
+    """SQLite counts a bulk insert's ids from the largest id: pruning the newest jobs
+    lowers it, and the next batch's ids still name its own rows."""
+    store.enqueue(new(20), max_depth=None, dedupe=False)
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(tables.jobs).where(tables.jobs.c.id > 10))
+    rows = [job._replace(payload_json=f'{{"m":{i}}}') for i, job in enumerate(new(30))]
+    assert_each_id_holds_its_row(store, rows, in_table=40)
+
+
+def test_bulk_ids_are_right_at_the_end_of_the_id_range(store: SqlStore) -> None:
+    """Near the largest possible id SQLite picks new ids at random: a batch there goes in
+    row by row, and every id still names its own row (PostgreSQL: its sequence is not
+    concerned, the same holds)."""
+    top = 2**63 - 1 - 10
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(tables.jobs).values(
+                id=top, queue=Q, type="t.x", state="queued", payload="{}", max_attempts=1,
+                enqueued_at=0.0, run_at=0.0,
+            )
+        )  # fmt: skip
+    rows = [job._replace(payload_json=f'{{"m":{i}}}') for i, job in enumerate(new(60))]
+    assert_each_id_holds_its_row(store, rows, in_table=61)
 
 
 def test_priority_then_fifo(store: SqlStore) -> None:

@@ -411,6 +411,77 @@ def test_the_fast_check_refuses_what_the_full_inspection_reports() -> None:
         assert payloads._inspect(payload) != ([], [])
 
 
+def _mostly(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> Any:
+    """``good`` four times in five (``|`` would flatten and weigh every branch alike)."""
+    return st.integers(0, 4).flatmap(lambda n: bad if n == 0 else good)
+
+
+_USER_IDS = st.integers(1, 10**6)
+_NEAR_VALID = st.fixed_dictionaries(  # mostly valid under SCHEMA; now and then not
+    {
+        "userId": _mostly(_USER_IDS, _SCALARS),
+        "templateId": _mostly(st.sampled_from(["welcome", "reset_pw"]), _TEXT),
+    },
+    optional={
+        "kind": st.sampled_from(["welcome", "reset", "other"]),
+        "meta": st.dictionaries(
+            st.sampled_from(["a", "note", "é", "token"]),
+            _mostly(st.integers() | st.text(max_size=6) | st.floats(-1e3, 1e3), _SCALARS),
+            max_size=3,
+        ),
+        "items": st.lists(
+            st.fixed_dictionaries({"sku": _mostly(st.text(max_size=6), _TEXT)}),
+            max_size=3,
+        ),
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(_mostly(_NEAR_VALID, _PAYLOADS), max_size=5),
+    st.sampled_from([None, "email:{templateId}:{userId}"]),
+    st.sampled_from([96, 4096]),
+)
+def test_a_batch_is_accepted_whole_only_as_each_payload_would_be(
+    batch: list[object], key: str | None, max_bytes: int
+) -> None:
+    # enqueue_many takes the batch path when prepare_many accepts the batch: it must give
+    # exactly what prepare gives each payload, and never accept one prepare refuses.
+    rules_ = rules(max_bytes=max_bytes, key=key)
+    accepted = rules_.prepare_many(batch)
+    each: list[payloads.Prepared] | None = []
+    for payload in batch:
+        try:
+            each.append(rules_.prepare(payload))  # type: ignore[union-attr]
+        except errors.InvalidPayload:
+            each = None
+            break
+    if accepted is not None:
+        assert each is not None
+        texts, keys = accepted
+        assert texts == [p.json_text for p in each]
+        assert keys == ([p.idempotency_key for p in each] if key else None)
+
+
+def test_a_batch_of_valid_payloads_takes_the_batch_path_and_one_bad_payload_does_not() -> None:
+    rules_ = rules(max_bytes=64)
+    good = [{"userId": n, "templateId": "welcome", "kind": "reset"} for n in range(1, 4)]
+    texts, keys = rules_.prepare_many(good)
+    assert [json.loads(t) for t in texts] == good
+    assert keys == ["email:welcome:1", "email:welcome:2", "email:welcome:3"]
+    for bad in (
+        {"userId": 0, "templateId": "welcome"},  # the schema's minimum
+        {"userId": 1, "templateId": "welcome", "meta": {"password": "x"}},  # a secret
+        {"userId": 1, "templateId": "welcome", "meta": {"note": "é" * 40}},  # 81+ bytes
+        {"userId": 1, "templateId": "welcome", "meta": {"x": float("nan")}},
+        {"templateId": "welcome"},  # the key's field is missing
+    ):
+        assert rules_.prepare_many([*good, bad]) is None
+        with pytest.raises(errors.InvalidPayload):
+            rules_.prepare(bad)
+
+
 # -- the compiled validator only ever says "valid" sooner --------------------------------------
 
 _SCHEMA_DIR = Path(__file__).parents[2] / "schemas"
