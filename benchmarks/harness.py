@@ -40,9 +40,16 @@ Each backend also gets the raw-SQL limit (measure `limit`, system `raw-sql`,
 benchmarks/limit.py): the least SQL a durable queue can do here, one INSERT per
 transaction, 1,000 per transaction, and a drain claiming 1 and 100 per transaction.
 
+Each enqueue run of runner and of every peer is paired with a run of the raw limit's own
+enqueues (alternating which goes first): the machine drifts over a run, and a ratio of
+rates measured minutes apart carries the drift. The reported enqueue ratios (runner to
+raw, runner to peer) are ratios of these paired shares.
+
 Every result row has `system` (runner, raw-sql or the peer's name), `backend`, `measure`
 (enqueue, drain, pickup, growth, limit) and: enqueue_single_jobs_s, enqueue_bulk_jobs_s
-and their `_runs` (enqueue); drain_jobs_s, drain_jobs_s_runs, processes, lost,
+and their `_runs`, raw_enqueue_single_jobs_s_runs and raw_enqueue_bulk_jobs_s_runs (the
+paired raw runs), enqueue_single_share and enqueue_bulk_share (the medians of the paired
+rate ÷ raw rate; not in a smoke run) (enqueue); drain_jobs_s, drain_jobs_s_runs, processes, lost,
 duplicated, peak_rss_mib (drain); pickup_p50_ms, pickup_p95_ms, pickup_p99_ms (pickup);
 rows_small, rows_large, drain_jobs_s_small, drain_jobs_s_large, ratio_large_small (growth);
 enqueue_single_jobs_s, enqueue_bulk_jobs_s, drain_one_jobs_s, drain_batch_jobs_s,

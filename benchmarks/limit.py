@@ -34,10 +34,105 @@ import psycopg
 from benchmarks import workload
 
 BULK = 1000
+PAYLOAD = '{"n": 1}'
 SCHEMA = (
     "CREATE TABLE raw_jobs (id {pk}, payload TEXT NOT NULL, state TEXT NOT NULL)",
     "CREATE INDEX raw_jobs_queued ON raw_jobs (id) WHERE state = 'queued'",
 )
+
+
+_SQLITE_INSERT = "INSERT INTO raw_jobs (payload, state) VALUES (?, 'queued')"
+_PG_INSERT = "INSERT INTO raw_jobs (payload, state) VALUES (%s, 'queued')"
+_PG_COPY = "COPY raw_jobs (payload, state) FROM STDIN"
+
+
+def _sqlite_one(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(_SQLITE_INSERT, (PAYLOAD,))
+    conn.execute("COMMIT")
+
+
+def _sqlite_bulk(conn: sqlite3.Connection, count: int) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(_SQLITE_INSERT, [(PAYLOAD,)] * count)
+    conn.execute("COMMIT")
+
+
+def _pg_one(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(_PG_INSERT, (PAYLOAD,))
+    conn.commit()
+
+
+def _pg_bulk(conn: psycopg.Connection[Any], count: int) -> None:
+    with conn.cursor().copy(_PG_COPY) as copy:
+        for _ in range(count):
+            copy.write_row((PAYLOAD, "queued"))
+    conn.commit()
+
+
+def _sqlite_connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    for stmt in SCHEMA:
+        conn.execute(stmt.format(pk="INTEGER PRIMARY KEY"))
+    return conn
+
+
+def _pg_connect(dsn: str) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(dsn)
+    for stmt in SCHEMA:
+        conn.execute(stmt.format(pk="BIGSERIAL PRIMARY KEY"))
+    conn.commit()
+    return conn
+
+
+class RawEnqueue:
+    """The raw limit's two enqueues, as a yardstick measured right beside a system's own
+    (``workload.enqueue_rates``): the machine's speed drifts over a run, and a ratio of
+    two rates measured minutes apart carries the drift; one measured in alternation does
+    not. On its own SQLite file in ``root``, or its own PostgreSQL database."""
+
+    def __init__(self, backend: str, root: Path, pg_url: str) -> None:
+        self._drop: Callable[[], None] | None = None
+        self._sqlite: sqlite3.Connection | None = None
+        self._pg: psycopg.Connection[Any] | None = None
+        if backend == "sqlite":
+            root.mkdir(parents=True, exist_ok=True)
+            self._sqlite = _sqlite_connect(root / "yardstick.db")
+        else:
+            url, self._drop = workload.postgres_database(pg_url)
+            self._pg = _pg_connect(workload.libpq_dsn(url))
+
+    def one(self, n: int) -> None:
+        if self._sqlite is not None:
+            _sqlite_one(self._sqlite)
+        else:
+            assert self._pg is not None
+            _pg_one(self._pg)
+
+    def batch(self, numbers: range) -> None:
+        if self._sqlite is not None:
+            _sqlite_bulk(self._sqlite, len(numbers))
+        else:
+            assert self._pg is not None
+            _pg_bulk(self._pg, len(numbers))
+
+    def reset(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.execute("DELETE FROM raw_jobs")
+        else:
+            assert self._pg is not None
+            self._pg.execute("DELETE FROM raw_jobs")
+            self._pg.commit()
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+        if self._pg is not None:
+            self._pg.close()
+        if self._drop is not None:
+            self._drop()
 
 
 def _noop(payload: object) -> None:
@@ -56,27 +151,15 @@ def _rate(n: int, fn: Callable[[], None]) -> float:
 
 
 def _sqlite(path: Path, jobs: int, single: int) -> dict[str, float]:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    for stmt in SCHEMA:
-        conn.execute(stmt.format(pk="INTEGER PRIMARY KEY"))
-    payload = '{"n": 1}'
+    conn = _sqlite_connect(path)
 
     def one_by_one() -> None:
         for _ in range(single):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO raw_jobs (payload, state) VALUES (?, 'queued')", (payload,))
-            conn.execute("COMMIT")
+            _sqlite_one(conn)
 
     def bulk() -> None:
         for first in range(0, jobs, BULK):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT INTO raw_jobs (payload, state) VALUES (?, 'queued')",
-                [(payload,)] * min(BULK, jobs - first),
-            )
-            conn.execute("COMMIT")
+            _sqlite_bulk(conn, min(BULK, jobs - first))
 
     def drain(k: int) -> Callable[[], None]:
         def run() -> None:
@@ -110,23 +193,15 @@ def _sqlite(path: Path, jobs: int, single: int) -> dict[str, float]:
 
 
 def _postgres(dsn: str, jobs: int, single: int) -> dict[str, float]:
-    conn = psycopg.connect(dsn)
-    for stmt in SCHEMA:
-        conn.execute(stmt.format(pk="BIGSERIAL PRIMARY KEY"))
-    conn.commit()
-    payload = '{"n": 1}'
+    conn = _pg_connect(dsn)
 
     def one_by_one() -> None:
         for _ in range(single):
-            conn.execute("INSERT INTO raw_jobs (payload, state) VALUES (%s, 'queued')", (payload,))
-            conn.commit()
+            _pg_one(conn)
 
     def bulk() -> None:
         for first in range(0, jobs, BULK):
-            with conn.cursor().copy("COPY raw_jobs (payload, state) FROM STDIN") as copy:
-                for _ in range(min(BULK, jobs - first)):
-                    copy.write_row((payload, "queued"))
-            conn.commit()
+            _pg_bulk(conn, min(BULK, jobs - first))
 
     def drain(k: int) -> Callable[[], None]:
         def run() -> None:

@@ -90,6 +90,21 @@ class _Index:
         row = self.get(system, backend, measure, processes)
         return row.get(field) if row else None
 
+    def share(self, system: str, backend: str, key: str) -> float | None:
+        """The system's enqueue rate as a share of the raw limit's, paired run by run
+        (``workload.enqueue_rates``), when it was measured so."""
+        row = self.get(system, backend, "enqueue")
+        return row.get(f"enqueue_{key}_share") if row else None
+
+    def ratio(self, system: str, peer: str, backend: str, key: str) -> str:
+        """system ÷ peer; for enqueues, the ratio of their paired shares of the raw limit
+        when both have one (the drift between their runs cancels out)."""
+        if key in ("single", "bulk"):
+            mine, theirs = self.share(system, backend, key), self.share(peer, backend, key)
+            if mine and theirs:
+                return _ratio(mine, theirs)
+        return _ratio(self.value(system, backend, key), self.value(peer, backend, key))
+
     def systems(self, backend: str) -> list[str]:
         seen: list[str] = []
         for row in self.rows:
@@ -171,8 +186,9 @@ def _ratios_table(index: _Index) -> Table:
     table = Table(
         title="runner versus each peer: > 1 means runner is better",
         caption=(
-            "throughput columns: runner / peer; pickup p95 column: peer / runner "
-            "(latency, so > 1 still means runner is better)"
+            "throughput columns: runner / peer (enqueues: runner's share of the raw limit / "
+            "the peer's, each paired run by run with the limit); pickup p95 column: peer / "
+            "runner (latency, so > 1 still means runner is better)"
         ),
     )
     for name in ("backend", "peer"):
@@ -190,7 +206,7 @@ def _ratios_table(index: _Index) -> Table:
             if peer == "runner" or not index.get("runner", backend, "enqueue"):
                 continue
             cells = [
-                _ratio(index.value("runner", backend, k), index.value(peer, backend, k))
+                index.ratio("runner", peer, backend, k)
                 for k in ("drain1", "drain2", "single", "bulk")
             ]
             cells.append(
@@ -200,12 +216,22 @@ def _ratios_table(index: _Index) -> Table:
     return table
 
 
+def _share(index: _Index, backend: str, key: str, raw_rate: float) -> str:
+    """runner ÷ raw: the paired share when runner's enqueues were measured beside the raw
+    limit's, else against the limit's own figure (minutes away)."""
+    share = index.share("runner", backend, key)
+    if share:
+        return f"{share:.2f}"
+    return _ratio(index.value("runner", backend, key), raw_rate)
+
+
 def _limits_table(index: _Index, rows: list[dict[str, Any]]) -> Table:
     table = Table(
         title="The least SQL on this machine (benchmarks/limit.py), and runner against it",
         caption=(
             "raw: one thread on the plain driver, no validation or leases; "
-            "runner / raw: the share of the limit runner reaches"
+            "runner / raw: the share of the limit runner reaches (enqueues: the median of "
+            "runner's runs each over the raw run paired with it)"
         ),
     )
     table.add_column("backend")
@@ -227,8 +253,8 @@ def _limits_table(index: _Index, rows: list[dict[str, Any]]) -> Table:
             _num(row["enqueue_bulk_jobs_s"]),
             _num(row["drain_one_jobs_s"]),
             _num(row["drain_batch_jobs_s"]),
-            _ratio(index.value("runner", backend, "single"), row["enqueue_single_jobs_s"]),
-            _ratio(index.value("runner", backend, "bulk"), row["enqueue_bulk_jobs_s"]),
+            _share(index, backend, "single", row["enqueue_single_jobs_s"]),
+            _share(index, backend, "bulk", row["enqueue_bulk_jobs_s"]),
             _ratio(index.value("runner", backend, "drain1"), row["drain_batch_jobs_s"]),
         )
     return table

@@ -104,14 +104,16 @@ class Project:
         return workload.run_drain(workers, self.effects, jobs)
 
 
-def bench_enqueue(project: Project, single: int, bulk: int, repeat: int) -> dict[str, Any]:
+def bench_enqueue(
+    project: Project, counts: tuple[int, int, int], yardstick: workload.Enqueues | None
+) -> dict[str, Any]:
     with project.load() as pipeline:
-        return workload.enqueue_rates(
+        system = workload.Enqueuer(
             lambda n: pipeline.enqueue("noop", {"n": n}),
             lambda numbers: pipeline.enqueue_many("noop", [{"n": n} for n in numbers]),
             project.reset,
-            (single, bulk, repeat),
         )
+        return workload.enqueue_rates(system, counts, yardstick)
 
 
 def bench_drain(project: Project, jobs: int, processes: int, repeat: int) -> dict[str, Any]:
@@ -150,13 +152,9 @@ def run(backend: str, url: str, root: Path, args: Any) -> list[dict[str, Any]]:
     project = Project(root, url)
     project.migrate()
     common = {"system": "runner", "backend": backend}
-    rows = [
-        {
-            **common,
-            "measure": "enqueue",
-            **bench_enqueue(project, args.single, args.jobs, args.repeat),
-        }
-    ]
+    with workload.yardstick(backend, root / "yardstick", args) as raw:
+        enqueue = bench_enqueue(project, (args.single, args.jobs, args.repeat), raw)
+    rows = [{**common, "measure": "enqueue", **enqueue}]
     args.progress(rows[-1])
     for processes in (1, 2):
         drain = bench_drain(project, args.jobs, processes, args.repeat)

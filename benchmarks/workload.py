@@ -8,6 +8,7 @@ counts of lost and duplicated jobs come from the same lines.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import statistics
@@ -15,10 +16,10 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -222,35 +223,89 @@ def repeated(measure: Callable[[], dict[str, Any]], times: int) -> dict[str, Any
     }
 
 
+class Enqueues(Protocol):
+    """What enqueue_rates measures: one job at a time, a batch, and emptying the queue."""
+
+    def one(self, n: int) -> None: ...
+    def batch(self, numbers: range) -> None: ...
+    def reset(self) -> None: ...
+
+
+@dataclass
+class Enqueuer:
+    one: Callable[[int], None]
+    batch: Callable[[range], None]
+    reset: Callable[[], None]
+
+
+def _rates(system: Enqueues, n_single: int, n_bulk: int) -> tuple[float, float]:
+    system.reset()
+    started = time.perf_counter()
+    for n in range(n_single):
+        system.one(n)
+    single = n_single / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for first in range(0, n_bulk, BATCH):
+        system.batch(range(first, min(n_bulk, first + BATCH)))
+    return single, n_bulk / (time.perf_counter() - started)
+
+
 def enqueue_rates(
-    single: Callable[[int], None],
-    batch: Callable[[range], None],
-    reset: Callable[[], None],
-    counts: tuple[int, int, int],
+    system: Enqueues, counts: tuple[int, int, int], yardstick: Enqueues | None = None
 ) -> dict[str, Any]:
     """Enqueue `n_single` jobs one at a time, then `n_bulk` in batches of `BATCH`, `times`
     times on an emptied queue: the median rates and every raw rate. One run of 2,000
-    single enqueues varies by about 10 % here; the median of three holds still."""
+    single enqueues varies by about 10 % here; the median of three holds still.
+
+    With a ``yardstick`` (the raw limit's enqueues, ``limit.RawEnqueue``) each run is
+    paired with one of the yardstick, in alternating order, and the row gets the
+    yardstick's rates and the median of the paired shares (``enqueue_single_share``,
+    ``enqueue_bulk_share``): the machine's drift over a run cancels out of them, and the
+    report's ratios between systems are ratios of their shares when both have them."""
     n_single, n_bulk, times = counts
-    singles: list[float] = []
-    bulks: list[float] = []
-    for _ in range(times):
-        reset()
-        started = time.perf_counter()
-        for n in range(n_single):
-            single(n)
-        singles.append(n_single / (time.perf_counter() - started))
-        started = time.perf_counter()
-        for first in range(0, n_bulk, BATCH):
-            batch(range(first, min(n_bulk, first + BATCH)))
-        bulks.append(n_bulk / (time.perf_counter() - started))
-    return {
+    runs: list[tuple[float, float]] = []
+    raw: list[tuple[float, float]] = []
+    for k in range(times):
+        if yardstick is not None and k % 2:
+            raw.append(_rates(yardstick, n_single, n_bulk))
+        runs.append(_rates(system, n_single, n_bulk))
+        if yardstick is not None and not k % 2:
+            raw.append(_rates(yardstick, n_single, n_bulk))
+    singles = [s for s, _ in runs]
+    bulks = [b for _, b in runs]
+    row: dict[str, Any] = {
         "repeat": times,
         "enqueue_single_jobs_s": statistics.median(singles),
         "enqueue_single_jobs_s_runs": singles,
         "enqueue_bulk_jobs_s": statistics.median(bulks),
         "enqueue_bulk_jobs_s_runs": bulks,
     }
+    if raw:
+        row["raw_enqueue_single_jobs_s_runs"] = [s for s, _ in raw]
+        row["raw_enqueue_bulk_jobs_s_runs"] = [b for _, b in raw]
+        row["enqueue_single_share"] = statistics.median(
+            s / r for s, (r, _) in zip(singles, raw, strict=True)
+        )
+        row["enqueue_bulk_share"] = statistics.median(
+            b / r for b, (_, r) in zip(bulks, raw, strict=True)
+        )
+    return row
+
+
+@contextlib.contextmanager
+def yardstick(backend: str, root: Path, args: Any) -> Iterator[Enqueues | None]:
+    """The raw limit's enqueues on their own file or database, beside a system's (none in
+    a smoke run, which measures no limit)."""
+    if args.smoke:
+        yield None
+        return
+    from benchmarks.limit import RawEnqueue  # limit imports this module
+
+    raw = RawEnqueue(backend, root, args.pg_url)
+    try:
+        yield raw
+    finally:
+        raw.close()
 
 
 def wait_for_effects(effects: Effects, count: int, timeout: float = 30.0) -> None:

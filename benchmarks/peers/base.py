@@ -77,10 +77,10 @@ class Peer:
             self.enqueue_batch(range(first, min(jobs, first + BATCH)))
 
 
-def bench_enqueue(peer: Peer, single: int, bulk: int, repeat: int) -> dict[str, Any]:
-    return workload.enqueue_rates(
-        peer.enqueue_one, peer.enqueue_batch, peer.reset, (single, bulk, repeat)
-    )
+def bench_enqueue(peer: Peer, args: Any) -> dict[str, Any]:
+    system = workload.Enqueuer(peer.enqueue_one, peer.enqueue_batch, peer.reset)
+    with workload.yardstick(peer.backend, peer.root / "yardstick", args) as raw:
+        return workload.enqueue_rates(system, (args.single, args.jobs, args.repeat), raw)
 
 
 def bench_drain(peer: Peer, jobs: int, processes: int, repeat: int) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def run(peer_class: type[Peer], root: Path, database: str, args: Any) -> list[di
     peer.setup()
     try:
         measures: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-            ("enqueue", lambda: bench_enqueue(peer, args.single, args.jobs, args.repeat)),
+            ("enqueue", lambda: bench_enqueue(peer, args)),
             ("drain", lambda: bench_drain(peer, args.jobs, 1, args.repeat)),
             ("drain", lambda: bench_drain(peer, args.jobs, 2, args.repeat)),
             ("pickup", lambda: bench_pickup(peer, args.samples)),
