@@ -105,10 +105,9 @@ def lease_pairs_params(pairs: Sequence[tuple[int, str]]) -> dict[str, Any]:
 MAX_ROWID = 2**63 - 1
 
 sequential_ids = True
-"""The rows of one INSERT get consecutive ids after the largest in the table: SQLite gives
-a new row the largest rowid plus one (INTEGER PRIMARY KEY without AUTOINCREMENT), and
-guesses at random only once the largest is MAX_ROWID. A bulk insert under the write lock
-counts its ids instead of returning them."""
+"""A bulk insert gives its rows their ids: the largest id in the table plus one, plus each
+payload's index. The write lock (BEGIN IMMEDIATE) keeps other inserts out meanwhile; ids
+above MAX_ROWID do not exist, so a batch that would reach it goes in row by row."""
 
 single_statement_autocommit = False
 

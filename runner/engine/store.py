@@ -243,24 +243,35 @@ class SqlStore:
             rows = self.backend.json_rows(with_keys)
             if rows is None:
                 continue
-            insert = sa.insert(J).from_select(
-                [
-                    *(J.c[k] for k in _SHARED_KEYS),
-                    *(J.c.state, J.c.payload, J.c.idempotency_key, J.c.enqueued_at),
-                    J.c.run_at,
-                ],
-                sa.select(
-                    *(sa.bindparam(k, type_=J.c[k].type) for k in _SHARED_KEYS),
-                    tables.STATE_LITERALS["queued"],
-                    rows.c.payload,
-                    rows.c.idempotency_key,
-                    once,
-                    once,
-                ).order_by(rows.c.n),
-            )
-            if not self.backend.sequential_ids:
-                insert = insert.returning(J.c.id)
+            columns = [
+                *(J.c[k] for k in _SHARED_KEYS),
+                *(J.c.state, J.c.payload, J.c.idempotency_key, J.c.enqueued_at),
+                J.c.run_at,
+            ]
+            values = [
+                *(sa.bindparam(k, type_=J.c[k].type) for k in _SHARED_KEYS),
+                tables.STATE_LITERALS["queued"],
+                rows.c.payload,
+                rows.c.idempotency_key,
+                once,
+                once,
+            ]
             keys = [*_SHARED_KEYS, "payloads", "keys"]
+            if self.backend.sequential_ids:
+                # Ids given, not drawn: the job at index n gets first_id + n. Nothing else
+                # inserts under the write lock, so the mapping holds by construction, and
+                # no sort or RETURNING is needed (see _insert_rows).
+                first = sa.bindparam("first_id", type_=sa.BigInteger())
+                insert = sa.insert(J).from_select(
+                    [J.c.id, *columns], sa.select(first + rows.c.n, *values)
+                )
+                keys.append("first_id")
+            else:
+                insert = (
+                    sa.insert(J)
+                    .from_select(columns, sa.select(*values).order_by(rows.c.n))
+                    .returning(J.c.id)
+                )
             self._insert_json[with_keys] = Prepared(insert, self.engine, keys)
         self._max_id = Prepared(sa.select(sa.func.max(J.c.id)), self.engine, [])
         pick = (
@@ -497,9 +508,10 @@ class SqlStore:
 
     def _insert_rows(self, conn: sa.Connection, batch: NewBatch) -> list[int]:
         """One ``INSERT ... SELECT`` over the payloads joined into one JSON array, the shared
-        columns bound once. On SQLite the ids are counted, not returned (returning them
-        cost about as much as inserting the rows): one INSERT's rows get consecutive ids
-        after the largest (``sqlite.sequential_ids``)."""
+        columns bound once. On SQLite the ids are given, not returned (returning them cost
+        about as much as inserting the rows, and sorting the rows into input order a
+        tenth): the largest id plus one, plus each payload's index (``sqlite.sequential_ids``).
+        """
         count = len(batch.payloads)
         bulk = self._insert_json.get(batch.keys is not None)
         if bulk is not None:
@@ -517,9 +529,10 @@ class SqlStore:
                 row = cursor.fetchone()
                 top = int(row[0] or 0) if row is not None else 0  # NULL: an empty table
                 if top <= sqlite.MAX_ROWID - count:
+                    values["first_id"] = top + 1
                     cursor.execute(bulk.sql, bulk.params(values))
-                    if cursor.rowcount != count or cursor.lastrowid != top + count:
-                        raise RuntimeError("bulk insert: the new ids are not consecutive")
+                    if cursor.rowcount != count:
+                        raise RuntimeError("bulk insert: not every row was inserted")
                     return list(range(top + 1, top + count + 1))
             finally:
                 cursor.close()
