@@ -40,8 +40,9 @@ Each backend also gets the raw-SQL limit (measure `limit`, system `raw-sql`,
 benchmarks/limit.py): the least SQL a durable queue can do here, one INSERT per
 transaction, 1,000 per transaction, and a drain claiming 1 and 100 per transaction.
 
-Each enqueue run of runner and of every peer is paired with a run of the raw limit's own
-enqueues (alternating which goes first): the machine drifts over a run, and a ratio of
+Every system's enqueues get one short unmeasured round first. Each enqueue run of runner
+and of every peer is paired with a run of the raw limit's own enqueues (alternating which
+goes first): the machine drifts over a run, and a ratio of
 rates measured minutes apart carries the drift. The reported enqueue ratios (runner to
 raw, runner to peer) are ratios of these paired shares.
 
