@@ -21,11 +21,12 @@ with these in the same run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,52 +88,39 @@ def _pg_connect(dsn: str) -> psycopg.Connection[Any]:
     return conn
 
 
-class RawEnqueue:
+@contextlib.contextmanager
+def raw_enqueues(backend: str, root: Path, pg_url: str) -> Iterator[workload.Enqueuer]:
     """The raw limit's two enqueues, as a yardstick measured right beside a system's own
     (``workload.enqueue_rates``): the machine's speed drifts over a run, and a ratio of
     two rates measured minutes apart carries the drift; one measured in alternation does
     not. On its own SQLite file in ``root``, or its own PostgreSQL database."""
+    if backend == "sqlite":
+        root.mkdir(parents=True, exist_ok=True)
+        lite = _sqlite_connect(root / "yardstick.db")
 
-    def __init__(self, backend: str, root: Path, pg_url: str) -> None:
-        self._drop: Callable[[], None] | None = None
-        self._sqlite: sqlite3.Connection | None = None
-        self._pg: psycopg.Connection[Any] | None = None
-        if backend == "sqlite":
-            root.mkdir(parents=True, exist_ok=True)
-            self._sqlite = _sqlite_connect(root / "yardstick.db")
-        else:
-            url, self._drop = workload.postgres_database(pg_url)
-            self._pg = _pg_connect(workload.libpq_dsn(url))
+        def empty() -> None:
+            lite.execute("DELETE FROM raw_jobs")
 
-    def one(self, n: int) -> None:
-        if self._sqlite is not None:
-            _sqlite_one(self._sqlite)
-        else:
-            assert self._pg is not None
-            _pg_one(self._pg)
+        try:
+            yield workload.Enqueuer(
+                lambda n: _sqlite_one(lite), lambda numbers: _sqlite_bulk(lite, len(numbers)), empty
+            )
+        finally:
+            lite.close()
+        return
+    url, drop = workload.postgres_database(pg_url)
+    try:
+        with _pg_connect(workload.libpq_dsn(url)) as conn:
 
-    def batch(self, numbers: range) -> None:
-        if self._sqlite is not None:
-            _sqlite_bulk(self._sqlite, len(numbers))
-        else:
-            assert self._pg is not None
-            _pg_bulk(self._pg, len(numbers))
+            def reset() -> None:
+                conn.execute("DELETE FROM raw_jobs")
+                conn.commit()
 
-    def reset(self) -> None:
-        if self._sqlite is not None:
-            self._sqlite.execute("DELETE FROM raw_jobs")
-        else:
-            assert self._pg is not None
-            self._pg.execute("DELETE FROM raw_jobs")
-            self._pg.commit()
-
-    def close(self) -> None:
-        if self._sqlite is not None:
-            self._sqlite.close()
-        if self._pg is not None:
-            self._pg.close()
-        if self._drop is not None:
-            self._drop()
+            yield workload.Enqueuer(
+                lambda n: _pg_one(conn), lambda numbers: _pg_bulk(conn, len(numbers)), reset
+            )
+    finally:
+        drop()
 
 
 def _noop(payload: object) -> None:

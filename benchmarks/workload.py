@@ -259,7 +259,7 @@ def enqueue_rates(
     times on an emptied queue: the median rates and every raw rate. One run of 2,000
     single enqueues varies by about 10 % here; the median of three holds still.
 
-    With a ``yardstick`` (the raw limit's enqueues, ``limit.RawEnqueue``) each run is
+    With a ``yardstick`` (the raw limit's enqueues, ``limit.raw_enqueues``) each run is
     paired with one of the yardstick, in alternating order, and the row gets the
     yardstick's rates and the median of the paired shares (``enqueue_single_share``,
     ``enqueue_bulk_share``): the machine's drift over a run cancels out of them, and the
@@ -308,13 +308,10 @@ def yardstick(backend: str, root: Path, args: Any) -> Iterator[Enqueues | None]:
     if args.smoke:
         yield None
         return
-    from benchmarks.limit import RawEnqueue  # limit imports this module
+    from benchmarks.limit import raw_enqueues  # limit imports this module
 
-    raw = RawEnqueue(backend, root, args.pg_url)
-    try:
+    with raw_enqueues(backend, root, args.pg_url) as raw:
         yield raw
-    finally:
-        raw.close()
 
 
 def wait_for_effects(effects: Effects, count: int, timeout: float = 30.0) -> None:

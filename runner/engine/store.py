@@ -141,16 +141,17 @@ def _new_job_params(job: NewJob) -> dict[str, Any]:
 
 def _row_params(batch: NewBatch, i: int) -> dict[str, Any]:
     """The parameters of the batch's job ``i`` for a row-at-a-time INSERT."""
-    return {
-        "queue": batch.queue,
-        "type": batch.type,
-        "state": "queued",
-        "priority": batch.priority,
-        "payload": batch.payloads[i],
-        "schema_version": batch.schema_version,
-        "max_attempts": batch.max_attempts,
-        "idempotency_key": None if batch.keys is None else batch.keys[i],
-    }
+    key = None if batch.keys is None else batch.keys[i]
+    job = NewJob(
+        batch.queue,
+        batch.type,
+        batch.payloads[i],
+        batch.priority,
+        batch.max_attempts,
+        batch.schema_version,
+        key,
+    )
+    return _new_job_params(job)
 
 
 def _batches(new: Sequence[NewJob]) -> tuple[list[NewBatch], list[list[int]]]:
@@ -538,9 +539,10 @@ class SqlStore:
                 cursor.close()
         # SQLite, with keys kept without dedupe, or ids at the end of their range (where
         # SQLite picks them at random): a multi-row INSERT whose ids come back in order.
+        now = self._now()
         stmt = (
             sa.insert(J)
-            .values(enqueued_at=self._now(), run_at=self._now())
+            .values(enqueued_at=now, run_at=now)
             .returning(J.c.id, sort_by_parameter_order=True)
         )
         result = conn.execute(stmt, [_row_params(batch, i) for i in range(count)])
