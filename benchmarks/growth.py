@@ -2,14 +2,17 @@
 
 For each size R (10,000 and --growth-rows), a fresh database gets R finished jobs
 inserted by one SQL statement (about 3 % 'dead', the rest 'succeeded', finished_at =
-now), then N queued jobs are enqueued and drained by one worker process. Pruning keeps
-done jobs for RUNNER_DONE_RETENTION_S (7 days by default), so the preloaded rows stay
-in the table during the drain: the table really holds R rows.
+now). Then, in alternating rounds on the two tables, N queued jobs are enqueued and
+drained by one worker process. Pruning keeps done jobs for RUNNER_DONE_RETENTION_S (7
+days by default), so the preloaded rows stay in the table during the drain: the table
+really holds R rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +73,19 @@ def preload(url: str, backend: str, rows: int) -> tuple[int, float]:
     return int(max_id), time.perf_counter() - started
 
 
-def drain_on_table(
-    root: Path, backend: str, url: str, rows: int, jobs: int, repeat: int
-) -> dict[str, Any]:
-    project = Project(root, url)
+def table_drain(
+    stack: contextlib.ExitStack, root: Path, backend: str, args: Any, rows: int
+) -> tuple[Callable[[], dict[str, Any]], float]:
+    """A database preloaded with `rows` finished jobs (dropped when `stack` closes), and a
+    drain of `args.jobs` queued jobs on it that leaves the preload in place; with the
+    seconds the preload took."""
+    if backend == "sqlite":
+        root.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{root / 'growth.db'}"
+    else:
+        url, drop = workload.postgres_database(args.pg_url)
+        stack.callback(drop)
+    project = Project(root, url, backend)
     project.migrate()
     max_id, seconds = preload(url, backend, rows)
 
@@ -83,35 +95,39 @@ def drain_on_table(
             conn.execute(sa.text("DELETE FROM runner_jobs WHERE id > :id"), {"id": max_id})
             conn.exec_driver_sql("DELETE FROM runner_job_errors")
         engine.dispose()
-        return project.drain_once(jobs, processes=1)
+        return project.drain_once(args.jobs, processes=1)
 
-    return {"preload_s": seconds, **workload.repeated(once, repeat)}
+    return once, seconds
 
 
 def bench_growth(backend: str, root: Path, args: Any) -> dict[str, Any]:
-    root.mkdir(parents=True, exist_ok=True)
+    """Both tables are loaded first, then drained in alternating rounds (small, large;
+    large, small; ...): `ratio_large_small` is the median of the per-round ratios, so the
+    machine's drift between the two does not count as growth."""
     sizes = {"small": SMALL_ROWS, "large": args.growth_rows}
     result: dict[str, Any] = {"system": "runner", "backend": backend, "measure": "growth"}
     result["rows"] = sizes
-    for label, rows in sizes.items():
-        drop = None
-        if backend == "sqlite":
-            url = f"sqlite:///{root / f'growth-{label}.db'}"
-        else:
-            url, drop = workload.postgres_database(args.pg_url)
-        try:
-            figures = drain_on_table(root / label, backend, url, rows, args.jobs, args.repeat)
-        finally:
-            if drop is not None:
-                drop()
-        result[f"rows_{label}"] = rows
-        result[f"preload_s_{label}"] = figures["preload_s"]
-        result[f"drain_jobs_s_{label}"] = figures["drain_jobs_s"]
-        result[f"drain_jobs_s_{label}_runs"] = figures["drain_jobs_s_runs"]
-        result["lost"] = result.get("lost", 0) + figures["lost"]
-        result["duplicated"] = result.get("duplicated", 0) + figures["duplicated"]
-        result["peak_rss_mib"] = max(result.get("peak_rss_mib", 0.0), figures["peak_rss_mib"])
-    result.update(jobs=args.jobs, processes=1, repeat=args.repeat)
-    small, large = result["drain_jobs_s_small"], result["drain_jobs_s_large"]
-    result["ratio_large_small"] = large / small if small else None
+    with contextlib.ExitStack() as stack:
+        drains = {}
+        for label, rows in sizes.items():
+            drains[label], result[f"preload_s_{label}"] = table_drain(
+                stack, root / label, backend, args, rows
+            )
+            result[f"rows_{label}"] = rows
+        figures = workload.paired_runs(drains, args.repeat)
+    for label, drain in figures.items():
+        result[f"drain_jobs_s_{label}"] = drain["drain_jobs_s"]
+        result[f"drain_jobs_s_{label}_runs"] = drain["drain_jobs_s_runs"]
+    runs = list(figures.values())
+    result.update(
+        jobs=args.jobs,
+        processes=1,
+        repeat=args.repeat,
+        lost=sum(r["lost"] for r in runs),
+        duplicated=sum(r["duplicated"] for r in runs),
+        peak_rss_mib=max(r["peak_rss_mib"] for r in runs),
+        ratio_large_small=workload.paired_ratio(
+            figures["large"]["drain_jobs_s_runs"], figures["small"]["drain_jobs_s_runs"]
+        ),
+    )
     return result

@@ -67,6 +67,8 @@ in its module docstring (benchmarks/peers/*_peer.py) and in its rows' `settings`
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import platform
@@ -83,9 +85,8 @@ from rich.console import Console
 
 from benchmarks import growth, limit, peers, report, runner_bench, workload
 from benchmarks.peers import base as peer_base
-from benchmarks.workload import postgres_database
 
-__all__ = ["main", "postgres_database"]
+__all__ = ["main"]
 
 BACKENDS = ("sqlite", "postgres")
 USAGE = (
@@ -94,40 +95,49 @@ USAGE = (
 )
 
 
-def run_runner(backend: str, args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
+def run_backend(backend: str, args: argparse.Namespace) -> None:
+    """Every measure on one backend: runner and the peers that run on it, each on its
+    own database or file, all open at once so that their drains can run in rounds
+    (`workload.paired_runs`); then the raw limit and runner's cost growth."""
+    with (
+        tempfile.TemporaryDirectory(prefix=f"runner-bench-{backend}-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         root = Path(tmp)
-        drop = None
-        if backend == "sqlite":
-            url = f"sqlite:///{root / 'bench.db'}"
-        else:
-            url, drop = postgres_database(args.pg_url)
-        try:
-            runner_bench.run(backend, url, root / "project", args)
-        finally:
-            if drop is not None:
-                drop()
+        systems: list[workload.System] = [
+            stack.enter_context(runner_bench.opened(backend, root / "runner", args))
+        ]
+        for name in args.peer_names:
+            if peers.PEERS[name][0] == backend:
+                peer = peer_base.opened(peers.load(name), root / name, args)
+                systems.append(stack.enter_context(peer))
+        for system in systems:
+            args.progress({**system.common, "measure": "enqueue", **system.bench_enqueue(args)})
+        for processes in (1, 2):
+            drains = {
+                system.common["system"]: functools.partial(system.drain, args.jobs, processes)
+                for system in systems
+            }
+            figures = workload.paired_runs(drains, args.repeat)
+            for system in systems:
+                args.progress(
+                    {
+                        **system.common,
+                        "measure": "drain",
+                        "processes": processes,
+                        "settings": system.drain_settings(processes),
+                        **figures[system.common["system"]],
+                    }
+                )
+        for system in systems:
+            args.progress(
+                {**system.common, "measure": "pickup", **system.bench_pickup(args.samples)}
+            )
+        stack.close()  # drop the databases before the limit and growth make their own
         if not args.smoke:
             args.progress(limit.bench_limit(backend, root / "limit", args))
         if args.growth_rows:
             args.progress(growth.bench_growth(backend, root / "growth", args))
-
-
-def run_peer(name: str, args: argparse.Namespace) -> None:
-    peer_class = peers.load(name)
-    with tempfile.TemporaryDirectory(prefix=f"{name}-bench-") as tmp:
-        root = Path(tmp)
-        drop = None
-        if peer_class.backend == "sqlite":
-            database = str(root / f"{name}.db")
-        else:
-            url, drop = postgres_database(args.pg_url)
-            database = workload.libpq_dsn(url)
-        try:
-            peer_base.run(peer_class, root, database, args)
-        finally:
-            if drop is not None:
-                drop()
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -212,10 +222,7 @@ def main(argv: list[str] | None = None) -> None:
 
         args.progress = progress
         for backend in args.backends:
-            run_runner(backend, args)
-            for name in args.peer_names:
-                if peers.PEERS[name][0] == backend:
-                    run_peer(name, args)
+            run_backend(backend, args)
     report.render(rows, console)
     console.print(
         f"\n{len(rows)} results appended to {args.out} in {time.monotonic() - started:,.0f} s"

@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.workload import paired_ratio
+
 BACKENDS = ("sqlite", "postgres")
 
 
@@ -96,13 +98,27 @@ class _Index:
         row = self.get(system, backend, "enqueue")
         return row.get(f"enqueue_{key}_share") if row else None
 
+    def paired(self, system: str, peer: str, backend: str, processes: int) -> float | None:
+        """system ÷ peer for drains run in the same rounds (``workload.paired_runs``): the
+        median of the per-round ratios."""
+        mine = self.get(system, backend, "drain", processes)
+        theirs = self.get(peer, backend, "drain", processes)
+        if not mine or not theirs or peer not in mine.get("paired_with", ()):
+            return None
+        return paired_ratio(mine["drain_jobs_s_runs"], theirs["drain_jobs_s_runs"])
+
     def ratio(self, system: str, peer: str, backend: str, key: str) -> str:
         """system ÷ peer; for enqueues, the ratio of their paired shares of the raw limit
-        when both have one (the drift between their runs cancels out)."""
+        when both have one, and for drains the median of their per-round ratios when
+        they ran in the same rounds (either way, the drift between runs cancels out)."""
         if key in ("single", "bulk"):
             mine, theirs = self.share(system, backend, key), self.share(peer, backend, key)
             if mine and theirs:
                 return _ratio(mine, theirs)
+        if key in ("drain1", "drain2"):
+            paired = self.paired(system, peer, backend, int(key[-1]))
+            if paired is not None:
+                return f"{paired:.2f}"
         return _ratio(self.value(system, backend, key), self.value(peer, backend, key))
 
     def systems(self, backend: str) -> list[str]:
@@ -186,7 +202,8 @@ def _ratios_table(index: _Index) -> Table:
     table = Table(
         title="runner versus each peer: > 1 means runner is better",
         caption=(
-            "throughput columns: runner / peer (enqueues: runner's share of the raw limit / "
+            "throughput columns: runner / peer (drains: the median of the per-round ratios, "
+            "the systems' drains run in rounds; enqueues: runner's share of the raw limit / "
             "the peer's, each paired run by run with the limit); pickup p95 column: peer / "
             "runner (latency, so > 1 still means runner is better)"
         ),

@@ -4,7 +4,9 @@ Python API, drained by `runner up --until-idle --processes N`."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +53,10 @@ BATCH = workload.BATCH
 class Project:
     """A runner project in `root` on the database at `url`."""
 
-    def __init__(self, root: Path, url: str) -> None:
+    def __init__(self, root: Path, url: str, backend: str) -> None:
         self.root = root
         self.url = url
+        self.backend = backend
         (root / "pipelines").mkdir(parents=True, exist_ok=True)
         (root / "plugins").mkdir(exist_ok=True)
         (root / "schemas").mkdir(exist_ok=True)
@@ -103,63 +106,64 @@ class Project:
         workers = self.workers("--until-idle", "--processes", str(processes))
         return workload.run_drain(workers, self.effects, jobs)
 
+    # What the harness measures (workload.System).
+    @property
+    def common(self) -> dict[str, Any]:
+        return {"system": "runner", "backend": self.backend}
 
-def bench_enqueue(
-    project: Project, counts: tuple[int, int, int], yardstick: workload.Enqueues | None
-) -> dict[str, Any]:
-    with project.load() as pipeline:
-        system = workload.Enqueuer(
-            lambda n: pipeline.enqueue("noop", {"n": n}),
-            lambda numbers: pipeline.enqueue_many("noop", [{"n": n} for n in numbers]),
-            project.reset,
-        )
-        return workload.enqueue_rates(system, counts, yardstick)
+    def bench_enqueue(self, args: Any) -> dict[str, Any]:
+        counts = (args.single, args.jobs, args.repeat)
+        with (
+            workload.yardstick(self.backend, self.root / "yardstick", args) as raw,
+            self.load() as pipeline,
+        ):
+            system = workload.Enqueuer(
+                lambda n: pipeline.enqueue("noop", {"n": n}),
+                lambda numbers: pipeline.enqueue_many("noop", [{"n": n} for n in numbers]),
+                self.reset,
+            )
+            return workload.enqueue_rates(system, counts, raw)
+
+    def drain(self, jobs: int, processes: int) -> dict[str, Any]:
+        self.reset()
+        return self.drain_once(jobs, processes)
+
+    def drain_settings(self, processes: int) -> str:
+        return f"`runner up --processes {processes}`, queue concurrency 4 (total)"
+
+    def bench_pickup(self, samples: int) -> dict[str, Any]:
+        self.reset()
+        self.effects.clear()
+        workers = self.workers()
+        workers.start()
+        try:
+            with self.load() as pipeline:
+
+                def enqueue(n: int, t: float) -> None:
+                    pipeline.enqueue("noop", {"n": n, "t": t})
+
+                workload.pace(samples, enqueue, self.effects)
+                workload.wait_for_effects(self.effects, samples + 1)
+        finally:
+            workers.stop()
+        self.effects.refresh()
+        return workload.pickup_figures(self.effects) | {"peak_rss_mib": workers.peak_rss_mib}
 
 
-def bench_drain(project: Project, jobs: int, processes: int, repeat: int) -> dict[str, Any]:
-    def once() -> dict[str, Any]:
-        project.reset()
-        return project.drain_once(jobs, processes)
-
-    return {
-        "processes": processes,
-        "settings": f"`runner up --processes {processes}`, queue concurrency 4 (total)",
-        **workload.repeated(once, repeat),
-    }
-
-
-def bench_pickup(project: Project, samples: int) -> dict[str, Any]:
-    project.reset()
-    project.effects.clear()
-    workers = project.workers()
-    workers.start()
+@contextlib.contextmanager
+def opened(backend: str, root: Path, args: Any) -> Iterator[Project]:
+    """runner's bench project in `root`, on a new SQLite file there or a new PostgreSQL
+    database (dropped on the way out), its schema migrated."""
+    drop = None
+    if backend == "sqlite":
+        root.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{root / 'bench.db'}"
+    else:
+        url, drop = workload.postgres_database(args.pg_url)
     try:
-        with project.load() as pipeline:
-
-            def enqueue(n: int, t: float) -> None:
-                pipeline.enqueue("noop", {"n": n, "t": t})
-
-            workload.pace(samples, enqueue, project.effects)
-            workload.wait_for_effects(project.effects, samples + 1)
+        project = Project(root, url, backend)
+        project.migrate()
+        yield project
     finally:
-        workers.stop()
-    project.effects.refresh()
-    return workload.pickup_figures(project.effects) | {"peak_rss_mib": workers.peak_rss_mib}
-
-
-def run(backend: str, url: str, root: Path, args: Any) -> list[dict[str, Any]]:
-    """Every measure of runner on one backend, as result rows."""
-    project = Project(root, url)
-    project.migrate()
-    common = {"system": "runner", "backend": backend}
-    with workload.yardstick(backend, root / "yardstick", args) as raw:
-        enqueue = bench_enqueue(project, (args.single, args.jobs, args.repeat), raw)
-    rows = [{**common, "measure": "enqueue", **enqueue}]
-    args.progress(rows[-1])
-    for processes in (1, 2):
-        drain = bench_drain(project, args.jobs, processes, args.repeat)
-        rows.append({**common, "measure": "drain", **drain})
-        args.progress(rows[-1])
-    rows.append({**common, "measure": "pickup", **bench_pickup(project, args.samples)})
-    args.progress(rows[-1])
-    return rows
+        if drop is not None:
+            drop()

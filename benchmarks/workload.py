@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -209,20 +209,68 @@ def drain_figures(effects: Effects, jobs: int, started: float) -> dict[str, Any]
     }
 
 
-def repeated(measure: Callable[[], dict[str, Any]], times: int) -> dict[str, Any]:
-    """Run a drain `times` times: the median rate, every raw rate, and the worst of the
-    rest (lost and duplicated summed over the runs, the largest peak RSS)."""
-    runs = [measure() for _ in range(times)]
+def summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several drains of one system: the median rate, every raw rate in the order they
+    ran, and the worst of the rest (lost and duplicated summed over the runs, the largest
+    peak RSS)."""
     rates = [r["drain_jobs_s"] for r in runs]
     return {
         "jobs": runs[0]["jobs"],
-        "repeat": times,
+        "repeat": len(runs),
         "drain_jobs_s": statistics.median(rates),
         "drain_jobs_s_runs": rates,
         "lost": sum(r["lost"] for r in runs),
         "duplicated": sum(r["duplicated"] for r in runs),
         "peak_rss_mib": max(r.get("peak_rss_mib", 0.0) for r in runs),
     }
+
+
+def repeated(measure: Callable[[], dict[str, Any]], times: int) -> dict[str, Any]:
+    """Run a drain `times` times in a row (see `summary`)."""
+    return summary([measure() for _ in range(times)])
+
+
+def paired_runs(
+    measures: Mapping[str, Callable[[], dict[str, Any]]], times: int
+) -> dict[str, dict[str, Any]]:
+    """Run every drain `times` times, round by round: each round runs every measure once,
+    in an order rotated by one each round (A B C, B C A, C A B), so that each system's
+    k-th run sits minutes, not a quarter of an hour, from every other system's k-th run.
+    Each summary gets `paired_with`, the names in the same rounds: the ratio of two
+    systems is then the median of their per-round ratios (`paired_ratio`), from which
+    the machine's drift over a run cancels out, as it does for the enqueues."""
+    names = list(measures)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for k in range(times):
+        shift = k % len(names)
+        for name in names[shift:] + names[:shift]:
+            runs[name].append(measures[name]())
+    return {name: summary(runs[name]) | {"paired_with": names} for name in names}
+
+
+def paired_ratio(mine: Sequence[float], theirs: Sequence[float]) -> float | None:
+    """The median of run-by-run ratios of two systems measured in the same rounds."""
+    if not mine or len(mine) != len(theirs) or not all(theirs):
+        return None
+    return statistics.median(a / b for a, b in zip(mine, theirs, strict=True))
+
+
+class System(Protocol):
+    """A system under the shared workload, opened on its own database or file
+    (``runner_bench.opened``, ``peers.base.opened``): what the harness measures."""
+
+    @property
+    def common(self) -> dict[str, Any]:
+        """The keys of every result row: `system`, `backend` (and a peer's `version`)."""
+        ...
+
+    def bench_enqueue(self, args: Any) -> dict[str, Any]: ...
+    def drain(self, jobs: int, processes: int) -> dict[str, Any]:
+        """Empty the queue, enqueue `jobs` and drain them with `processes` workers."""
+        ...
+
+    def drain_settings(self, processes: int) -> str: ...
+    def bench_pickup(self, samples: int) -> dict[str, Any]: ...
 
 
 class Enqueues(Protocol):

@@ -9,9 +9,10 @@ same effect lines as runner's handler.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar
@@ -76,63 +77,59 @@ class Peer:
         for first in range(0, jobs, BATCH):
             self.enqueue_batch(range(first, min(jobs, first + BATCH)))
 
+    # What the harness measures (workload.System).
+    @property
+    def common(self) -> dict[str, Any]:
+        return {"system": self.name, "backend": self.backend, "version": version(self.package)}
 
-def bench_enqueue(peer: Peer, args: Any) -> dict[str, Any]:
-    system = workload.Enqueuer(peer.enqueue_one, peer.enqueue_batch, peer.reset)
-    with workload.yardstick(peer.backend, peer.root / "yardstick", args) as raw:
-        return workload.enqueue_rates(system, (args.single, args.jobs, args.repeat), raw)
+    def bench_enqueue(self, args: Any) -> dict[str, Any]:
+        system = workload.Enqueuer(self.enqueue_one, self.enqueue_batch, self.reset)
+        with workload.yardstick(self.backend, self.root / "yardstick", args) as raw:
+            return workload.enqueue_rates(system, (args.single, args.jobs, args.repeat), raw)
+
+    def drain(self, jobs: int, processes: int) -> dict[str, Any]:
+        self.reset()
+        self.enqueue_many(jobs)
+        return workload.run_drain(self.workers(processes), self.effects, jobs)
+
+    def drain_settings(self, processes: int) -> str:
+        return self.settings(processes)
+
+    def bench_pickup(self, samples: int) -> dict[str, Any]:
+        self.reset()
+        self.effects.clear()
+        workers = self.workers(1)
+        workers.start()
+        try:
+            workload.pace(samples, self.enqueue_one, self.effects)
+            workload.wait_for_effects(self.effects, samples + 1)
+        finally:
+            workers.stop()
+        self.effects.refresh()
+        return workload.pickup_figures(self.effects) | {
+            "settings": self.settings(1),
+            "peak_rss_mib": workers.peak_rss_mib,
+        }
 
 
-def bench_drain(peer: Peer, jobs: int, processes: int, repeat: int) -> dict[str, Any]:
-    def once() -> dict[str, Any]:
-        peer.reset()
-        peer.enqueue_many(jobs)
-        return workload.run_drain(peer.workers(processes), peer.effects, jobs)
-
-    return {
-        "processes": processes,
-        "settings": peer.settings(processes),
-        **workload.repeated(once, repeat),
-    }
-
-
-def bench_pickup(peer: Peer, samples: int) -> dict[str, Any]:
-    peer.reset()
-    peer.effects.clear()
-    workers = peer.workers(1)
-    workers.start()
+@contextlib.contextmanager
+def opened(peer_class: type[Peer], root: Path, args: Any) -> Iterator[Peer]:
+    """A peer in `root`, on a new SQLite file there or a new PostgreSQL database (dropped
+    on the way out), its schema installed and its client open."""
+    root.mkdir(parents=True, exist_ok=True)
+    drop = None
+    if peer_class.backend == "sqlite":
+        database = str(root / f"{peer_class.name}.db")
+    else:
+        url, drop = workload.postgres_database(args.pg_url)
+        database = workload.libpq_dsn(url)
     try:
-        workload.pace(samples, peer.enqueue_one, peer.effects)
-        workload.wait_for_effects(peer.effects, samples + 1)
+        peer = peer_class(root, database)
+        peer.setup()
+        try:
+            yield peer
+        finally:
+            peer.close()
     finally:
-        workers.stop()
-    peer.effects.refresh()
-    return workload.pickup_figures(peer.effects) | {
-        "settings": peer.settings(1),
-        "peak_rss_mib": workers.peak_rss_mib,
-    }
-
-
-def run(peer_class: type[Peer], root: Path, database: str, args: Any) -> list[dict[str, Any]]:
-    """Every measure of one peer, as result rows with runner's keys."""
-    peer = peer_class(root, database)
-    common = {
-        "system": peer.name,
-        "backend": peer.backend,
-        "version": version(peer.package),
-    }
-    rows = []
-    peer.setup()
-    try:
-        measures: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-            ("enqueue", lambda: bench_enqueue(peer, args)),
-            ("drain", lambda: bench_drain(peer, args.jobs, 1, args.repeat)),
-            ("drain", lambda: bench_drain(peer, args.jobs, 2, args.repeat)),
-            ("pickup", lambda: bench_pickup(peer, args.samples)),
-        ]
-        for measure, bench in measures:
-            rows.append({**common, "measure": measure, **bench()})
-            args.progress(rows[-1])
-    finally:
-        peer.close()
-    return rows
+        if drop is not None:
+            drop()
