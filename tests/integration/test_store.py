@@ -84,6 +84,34 @@ def test_v5_replaces_the_full_indexes_of_a_v4_database_and_keeps_its_jobs(
         conn.execute(sa.insert(tables.jobs).values(**inserted_row(key="k")))
 
 
+def test_v6_sets_autovacuum_of_the_jobs_table_on_postgres_and_changes_nothing_on_sqlite(
+    store: SqlStore,
+) -> None:
+    """A v5 database keeps its jobs; on PostgreSQL the jobs table gets its own autovacuum
+    thresholds, on SQLite the schema stays as it was."""
+    (job,) = store.enqueue(new(1), max_depth=None, dedupe=True)
+    postgres = store.engine.dialect.name == "postgresql"
+    reloptions = "SELECT reloptions FROM pg_class WHERE oid = 'runner_jobs'::regclass"
+    schema = "SELECT name, sql FROM sqlite_master ORDER BY name"
+    with store.engine.begin() as conn:
+        if postgres:
+            conn.exec_driver_sql(
+                "ALTER TABLE runner_jobs RESET (" + ", ".join(migrations.JOBS_AUTOVACUUM) + ")"
+            )
+            assert conn.exec_driver_sql(reloptions).scalar() is None
+        else:
+            before = conn.exec_driver_sql(schema).all()
+        conn.execute(sa.update(tables.schema_version).values(version=5))
+    assert store.migrate() == migrations.LATEST
+    with store.engine.connect() as conn:
+        if postgres:
+            options = dict(o.split("=") for o in conn.exec_driver_sql(reloptions).scalar())
+            assert options == migrations.JOBS_AUTOVACUUM
+        else:
+            assert conn.exec_driver_sql(schema).all() == before
+    assert state_of(store, job) == "queued"
+
+
 def inserted_row(key: str) -> dict[str, object]:
     return dict(
         queue=Q,
