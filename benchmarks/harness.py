@@ -44,13 +44,18 @@ Every system's enqueues get one short unmeasured round first. Each enqueue run o
 and of every peer is paired with a run of the raw limit's own enqueues (alternating which
 goes first): the machine drifts over a run, and a ratio of
 rates measured minutes apart carries the drift. The reported enqueue ratios (runner to
-raw, runner to peer) are ratios of these paired shares.
+raw, runner to peer) are ratios of these paired shares. For the same reason the drains
+run in rounds: runner and every peer on the backend each have their own database open at
+once, and round k drains with each of them in turn, the order rotated by k. A drain
+ratio is the median of the per-round ratios. The cost growth drains its two tables in
+alternating rounds, and its ratio is the median of the per-round ratios too.
 
 Every result row has `system` (runner, raw-sql or the peer's name), `backend`, `measure`
 (enqueue, drain, pickup, growth, limit) and: enqueue_single_jobs_s, enqueue_bulk_jobs_s
 and their `_runs`, raw_enqueue_single_jobs_s_runs and raw_enqueue_bulk_jobs_s_runs (the
 paired raw runs), enqueue_single_share and enqueue_bulk_share (the medians of the paired
-rate ÷ raw rate; not in a smoke run) (enqueue); drain_jobs_s, drain_jobs_s_runs, processes, lost,
+rate ÷ raw rate; not in a smoke run) (enqueue); drain_jobs_s, drain_jobs_s_runs (in
+round order), paired_with (the systems drained in the same rounds), processes, lost,
 duplicated, peak_rss_mib (drain); pickup_p50_ms, pickup_p95_ms, pickup_p99_ms (pickup);
 rows_small, rows_large, drain_jobs_s_small, drain_jobs_s_large, ratio_large_small (growth);
 enqueue_single_jobs_s, enqueue_bulk_jobs_s, drain_one_jobs_s, drain_batch_jobs_s,
@@ -69,6 +74,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gc
 import json
 import os
 import platform
@@ -111,6 +117,12 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
             if peers.PEERS[name][0] == backend:
                 peer = peer_base.opened(peers.load(name), root / name, args)
                 systems.append(stack.enter_context(peer))
+        # What the harness holds (its imports, the peers' modules) is frozen out of the
+        # collector's way, as `runner up` freezes its own (runner/entry.py): otherwise a
+        # full collection walking all of it (about 30 ms here) lands inside whichever
+        # system's measure happens to allocate the object that triggers it.
+        gc.collect()
+        gc.freeze()
         for system in systems:
             args.progress({**system.common, "measure": "enqueue", **system.bench_enqueue(args)})
         for processes in (1, 2):

@@ -31,6 +31,7 @@ STOP_GRACE_S = 30.0  # after the stop signal, wait this long before SIGKILL
 BATCH = 1000  # jobs per batch-enqueue call, for every system
 WARM_UP_SINGLE = 200  # the unmeasured round before enqueue rates are measured
 WARM_UP_BULK = 2 * BATCH
+SINGLE_CHUNK = 100  # single enqueues a system makes before the yardstick takes its turn
 
 
 class Effects:
@@ -288,16 +289,27 @@ class Enqueuer:
     reset: Callable[[], None]
 
 
-def _rates(system: Enqueues, n_single: int, n_bulk: int) -> tuple[float, float]:
-    system.reset()
-    started = time.perf_counter()
-    for n in range(n_single):
-        system.one(n)
-    single = n_single / (time.perf_counter() - started)
-    started = time.perf_counter()
-    for first in range(0, n_bulk, BATCH):
-        system.batch(range(first, min(n_bulk, first + BATCH)))
-    return single, n_bulk / (time.perf_counter() - started)
+def _chunks(total: int, size: int) -> list[range]:
+    return [range(first, min(total, first + size)) for first in range(0, total, size)]
+
+
+def _timed(systems: Sequence[Enqueues], chunks: list[range], bulk: bool, k: int) -> list[float]:
+    """Run every chunk on each system in turn (the first to go alternating from chunk to
+    chunk, and from repeat to repeat with `k`); each system's rate over its chunks."""
+    spent = [0.0] * len(systems)
+    for c, numbers in enumerate(chunks):
+        order = range(len(systems)) if (c + k) % 2 == 0 else reversed(range(len(systems)))
+        for i in order:
+            system = systems[i]
+            started = time.perf_counter()
+            if bulk:
+                system.batch(numbers)
+            else:
+                for n in numbers:
+                    system.one(n)
+            spent[i] += time.perf_counter() - started
+    total = sum(len(c) for c in chunks)
+    return [total / s for s in spent]
 
 
 def enqueue_rates(
@@ -307,45 +319,42 @@ def enqueue_rates(
     times on an emptied queue: the median rates and every raw rate. One run of 2,000
     single enqueues varies by about 10 % here; the median of three holds still.
 
-    With a ``yardstick`` (the raw limit's enqueues, ``limit.raw_enqueues``) each run is
-    paired with one of the yardstick, in alternating order, and the row gets the
-    yardstick's rates and the median of the paired shares (``enqueue_single_share``,
-    ``enqueue_bulk_share``): the machine's drift over a run cancels out of them, and the
-    report's ratios between systems are ratios of their shares when both have them."""
+    With a ``yardstick`` (the raw limit's enqueues, ``limit.raw_enqueues``) the two take
+    turns within each run, a chunk of SINGLE_CHUNK single enqueues or one batch at a time,
+    the first to go alternating, and each one's rate is over its own chunks. The row gets
+    the yardstick's rates and the median over the runs of the system's rate ÷ the
+    yardstick's (``enqueue_single_share``, ``enqueue_bulk_share``): the machine's drift,
+    down to a fraction of a second, cancels out of them (a single enqueue on SQLite is
+    mostly an fsync, whose time wanders by a fifth from one second to the next here),
+    and the report's ratios between systems are ratios of their shares."""
     n_single, n_bulk, times = counts
+    measured = [system] if yardstick is None else [system, yardstick]
     # One short unmeasured round first, for every system alike: the first enqueues of a
     # process pay for first uses (statements compiled and prepared, files and the WAL
     # grown to size); runner's first bulk run was the slowest of three every time.
-    warm_up = (min(n_single, WARM_UP_SINGLE), min(n_bulk, WARM_UP_BULK))
-    for measured in (system, yardstick):
-        if measured is not None:
-            _rates(measured, *warm_up)
-    runs: list[tuple[float, float]] = []
-    raw: list[tuple[float, float]] = []
+    for each in measured:
+        each.reset()
+    _timed(measured, _chunks(min(n_single, WARM_UP_SINGLE), SINGLE_CHUNK), False, 0)
+    _timed(measured, _chunks(min(n_bulk, WARM_UP_BULK), BATCH), True, 0)
+    runs: list[list[float]] = []  # per run: single, bulk, and the yardstick's single, bulk
     for k in range(times):
-        if yardstick is not None and k % 2:
-            raw.append(_rates(yardstick, n_single, n_bulk))
-        runs.append(_rates(system, n_single, n_bulk))
-        if yardstick is not None and not k % 2:
-            raw.append(_rates(yardstick, n_single, n_bulk))
-    singles = [s for s, _ in runs]
-    bulks = [b for _, b in runs]
+        for each in measured:
+            each.reset()
+        singles = _timed(measured, _chunks(n_single, SINGLE_CHUNK), False, k)
+        bulks = _timed(measured, _chunks(n_bulk, BATCH), True, k)
+        runs.append([singles[0], bulks[0], *singles[1:], *bulks[1:]])
     row: dict[str, Any] = {
         "repeat": times,
-        "enqueue_single_jobs_s": statistics.median(singles),
-        "enqueue_single_jobs_s_runs": singles,
-        "enqueue_bulk_jobs_s": statistics.median(bulks),
-        "enqueue_bulk_jobs_s_runs": bulks,
+        "enqueue_single_jobs_s": statistics.median(r[0] for r in runs),
+        "enqueue_single_jobs_s_runs": [r[0] for r in runs],
+        "enqueue_bulk_jobs_s": statistics.median(r[1] for r in runs),
+        "enqueue_bulk_jobs_s_runs": [r[1] for r in runs],
     }
-    if raw:
-        row["raw_enqueue_single_jobs_s_runs"] = [s for s, _ in raw]
-        row["raw_enqueue_bulk_jobs_s_runs"] = [b for _, b in raw]
-        row["enqueue_single_share"] = statistics.median(
-            s / r for s, (r, _) in zip(singles, raw, strict=True)
-        )
-        row["enqueue_bulk_share"] = statistics.median(
-            b / r for b, (_, r) in zip(bulks, raw, strict=True)
-        )
+    if yardstick is not None:
+        row["raw_enqueue_single_jobs_s_runs"] = [r[2] for r in runs]
+        row["raw_enqueue_bulk_jobs_s_runs"] = [r[3] for r in runs]
+        row["enqueue_single_share"] = statistics.median(r[0] / r[2] for r in runs)
+        row["enqueue_bulk_share"] = statistics.median(r[1] / r[3] for r in runs)
     return row
 
 

@@ -82,3 +82,44 @@ def test_the_report_compares_paired_drains_round_by_round_and_others_by_median()
         ]
     )
     assert other.ratio("runner", "peer", "postgres", "drain1") == "1.60"
+
+
+def test_enqueues_take_turns_with_the_yardstick_chunk_by_chunk() -> None:
+    calls: list[tuple[str, str, int]] = []
+
+    def enqueuer(name: str) -> workload.Enqueuer:
+        return workload.Enqueuer(
+            lambda n: calls.append((name, "one", n)),
+            lambda numbers: calls.append((name, "batch", len(numbers))),
+            lambda: calls.append((name, "reset", 0)),
+        )
+
+    row = workload.enqueue_rates(enqueuer("sys"), (250, 2500, 2), enqueuer("raw"))
+
+    measured = calls[calls.index(("sys", "reset", 0), 1) :]  # after the warm-up round
+    singles = [(who, n) for who, kind, n in measured if kind == "one"]
+    assert len(singles) == 2 * 2 * 250
+    first_run = singles[:500]
+    # chunks of SINGLE_CHUNK: sys 0-99, raw 0-99, raw 100-199, sys 100-199, sys 200-249, ...
+    assert [first_run[i][0] for i in (0, 100, 200, 300, 400, 450)] == [
+        "sys",
+        "raw",
+        "raw",
+        "sys",
+        "sys",
+        "raw",
+    ]
+    batches = [(who, n) for who, kind, n in measured if kind == "batch"]
+    assert batches[:6] == [
+        ("sys", 1000),
+        ("raw", 1000),
+        ("raw", 1000),
+        ("sys", 1000),
+        ("sys", 500),
+        ("raw", 500),
+    ]
+    # the second run starts with the yardstick
+    second = measured[measured.index(("raw", "reset", 0), 2) + 1 :]
+    assert second[0] == ("raw", "one", 0)
+    assert len(row["enqueue_single_jobs_s_runs"]) == len(row["raw_enqueue_bulk_jobs_s_runs"]) == 2
+    assert row["enqueue_single_share"] > 0 and row["enqueue_bulk_share"] > 0
