@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import jsonschema_rs
 
 from runner import errors
+from runner.json_array import JsonArray
 
 if TYPE_CHECKING:  # jsonschema is imported when a schema or a payload needs it (below)
     import jsonschema
@@ -104,6 +105,13 @@ def _canonical_encoder() -> Callable[[object], str]:
 
 
 _encode_canonical = _canonical_encoder()
+_MAX_RUN = 1024  # payloads in one call of the encoder (prepare_many)
+
+
+def _canonical_elements(array_text: str) -> list[str]:
+    """Each element's text of a canonical JSON array: decoded and encoded again, which
+    gives canonical JSON back exactly (key order kept, floats by their shortest repr)."""
+    return [_encode_canonical(value) for value in json.loads(array_text)]
 
 
 class Prepared(NamedTuple):
@@ -366,6 +374,7 @@ class PayloadRules:
         self.key_fields = validate_template(idempotency_key) if idempotency_key else []
         self._schema = dict(schema)
         self._fast = _fast_validator(schema)
+        self._run = _MAX_RUN  # payloads encoded in one call (_encode_runs); a hint, racy
 
     @cached_property
     def _validator(self) -> jsonschema.protocols.Validator:
@@ -397,24 +406,32 @@ class PayloadRules:
 
     def prepare_many(
         self, payloads: Sequence[object]
-    ) -> tuple[list[str], list[str | None] | None] | None:
+    ) -> tuple[Sequence[str], list[str | None] | None] | None:
         """The canonical JSON of every payload of a batch (and their idempotency keys, with a
         template), when every one passes every check ``prepare`` makes; None as soon as one
         may not, and the caller then runs ``prepare`` on each, which says what is wrong and
         where (or accepts what only looked unusual: a dict subclass, say).
 
         The same checks as ``prepare`` in the same order of strictness, for a fraction of
-        its cost a payload: no problem lists and no result object per payload."""
+        its cost a payload: no problem lists and no result object per payload. Without a
+        key template the texts come as one ``JsonArray``, encoded a run of payloads at a
+        time (``_encode_runs``); with one, the keyed insert wants each text on its own."""
         if self._fast is None:  # jsonschema judges these payloads, one by one
             return None
         for payload in payloads:
             if type(payload) is not dict or not _plain(payload, 1):
                 return None
-        try:
-            texts = list(map(_encode_canonical, payloads))
-        except (ValueError, TypeError, RecursionError):
-            return None
-        if not self._all_fit(texts):
+        texts: Sequence[str] | None
+        if self.template is None:
+            texts = self._encode_runs(payloads)
+        else:
+            try:
+                texts = list(map(_encode_canonical, payloads))
+            except (ValueError, TypeError, RecursionError):
+                return None
+            if not self._all_fit(texts):
+                return None
+        if texts is None:
             return None
         try:
             if not all(map(self._fast.is_valid, payloads)):
@@ -431,6 +448,34 @@ class PayloadRules:
                 return None
             keys.append(key)
         return texts, keys
+
+    def _encode_runs(self, payloads: Sequence[object]) -> JsonArray | None:
+        """The payloads' canonical JSON as one array text, when each one is within
+        ``max_bytes``: encoded a run of payloads at a time, each run's text within the
+        limit (so every payload in it is). A run that is not is halved and encoded again,
+        down to a single payload, which is then over the limit itself (None; at exactly
+        the limit, the two brackets tip it over and ``prepare`` judges it). The run length
+        that worked is kept for the next batch."""
+        limit, count = self.max_bytes, len(payloads)
+        runs: list[str] = []
+        start, step = 0, self._run
+        try:
+            while start < count:
+                text = _encode_canonical(payloads[start : start + step])
+                if len(text) <= limit and (text.isascii() or len(text.encode()) <= limit):
+                    runs.append(text)
+                    start += step
+                    self._run = step
+                    step = min(2 * step, _MAX_RUN)
+                elif step > 1:
+                    step //= 2
+                else:
+                    return None
+        except (ValueError, TypeError, RecursionError):
+            return None
+        if len(runs) == 1:
+            return JsonArray(runs[0], count, _canonical_elements)
+        return JsonArray("[" + ",".join(r[1:-1] for r in runs) + "]", count, _canonical_elements)
 
     def _all_fit(self, texts: list[str]) -> bool:
         """Whether every text is at most ``max_bytes`` of UTF-8 (a code point is at most 4
@@ -533,7 +578,14 @@ def _plain(value: object, depth: int) -> bool:
         for key, child in value.items():
             if not (type(key) is str and key in _PLAIN_KEYS) and not _plain_key(key):
                 return False
-            if not _plain_scalar(child) and not _plain(child, depth + 1):
+            kind = type(child)  # the commonest values first, without a call
+            if kind is str:
+                if not (child.isascii() or _encodable(child)):
+                    return False
+            elif kind is int:
+                if child.bit_length() > _MAX_INT_BITS:
+                    return False
+            elif not _plain_scalar(child) and not _plain(child, depth + 1):
                 return False
         return True
     if type(value) is list:

@@ -64,8 +64,8 @@ class NewBatch(NamedTuple):
     priority: int
     schema_version: int
     max_attempts: int
-    payloads: list[str]
-    """Canonical JSON texts, in input order."""
+    payloads: Sequence[str]
+    """Canonical JSON texts, in input order (a ``JsonArray`` from the batch path)."""
     keys: list[str | None] | None = None
 
 

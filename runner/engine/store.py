@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runner import jobs as jobs_mod
+from runner import json_array
 from runner.engine import base, migrations, sqlite, tables
 from runner.engine.base import (
     AlertEvent,
@@ -517,7 +518,7 @@ class SqlStore:
         bulk = self._insert_json.get(batch.keys is not None)
         if bulk is not None:
             values: dict[str, Any] = dict(zip(_SHARED_KEYS, batch))  # noqa: B905 (a prefix)
-            values["payloads"] = "[" + ",".join(batch.payloads) + "]"
+            values["payloads"] = json_array.joined(batch.payloads)
             if batch.keys is not None:
                 values["keys"] = json.dumps(batch.keys)
             cursor = conn.connection.cursor()
