@@ -48,7 +48,10 @@ raw, runner to peer) are ratios of these paired shares. For the same reason the 
 run in rounds: runner and every peer on the backend each have their own database open at
 once, and round k drains with each of them in turn, the order rotated by k. A drain
 ratio is the median of the per-round ratios. The cost growth drains its two tables in
-alternating rounds, and its ratio is the median of the per-round ratios too.
+alternating rounds, and its ratio is the median of the per-round ratios too. Before the
+pickups every PostgreSQL database is vacuumed (VACUUM ANALYZE: no idle worker pays for
+the dead rows the drains left, or shares the machine with autovacuum cleaning them up),
+and each system's samples are taken in 4 rounds of 50, rotated like the drains.
 
 Every result row has `system` (runner, raw-sql or the peer's name), `backend`, `measure`
 (enqueue, drain, pickup, growth, limit) and: enqueue_single_jobs_s, enqueue_bulk_jobs_s
@@ -95,6 +98,7 @@ from benchmarks.peers import base as peer_base
 __all__ = ["main"]
 
 BACKENDS = ("sqlite", "postgres")
+PICKUP_ROUNDS = 4  # the pickup samples of each system are taken in this many rounds
 USAGE = (
     "python -m benchmarks [--backend {sqlite,postgres,all}] [--jobs N] [--repeat K]\n"
     "       [--peers [NAME ...]] [--growth-rows R] [--smoke] [--out PATH] [--pg-url URL]"
@@ -141,9 +145,31 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
                         **figures[system.common["system"]],
                     }
                 )
+        # Pickups: each database vacuumed first (no system's idle worker pays for the dead
+        # rows the drains left, or shares the machine with autovacuum cleaning them up),
+        # then in rounds like the drains, the samples of a system's rounds taken together.
         for system in systems:
+            system.settle()
+        rounds = PICKUP_ROUNDS if args.samples >= 10 * PICKUP_ROUNDS else 1
+        pickups = workload.in_rounds(
+            {
+                system.common["system"]: functools.partial(
+                    system.bench_pickup, args.samples // rounds
+                )
+                for system in systems
+            },
+            rounds,
+        )
+        for system in systems:
+            runs = pickups[system.common["system"]]
+            settings = {"settings": runs[0]["settings"]} if "settings" in runs[0] else {}
             args.progress(
-                {**system.common, "measure": "pickup", **system.bench_pickup(args.samples)}
+                {
+                    **system.common,
+                    "measure": "pickup",
+                    **workload.pickup_figures(runs),
+                    **settings,
+                }
             )
         stack.close()  # drop the databases before the limit and growth make their own
         if not args.smoke:

@@ -147,7 +147,14 @@ class Project:
         finally:
             workers.stop()
         self.effects.refresh()
-        return workload.pickup_figures(self.effects) | {"peak_rss_mib": workers.peak_rss_mib}
+        return {
+            "waits_ms": workload.pickup_waits(self.effects),
+            "peak_rss_mib": workers.peak_rss_mib,
+        }
+
+    def settle(self) -> None:
+        if self.backend == "postgres":
+            workload.vacuum(self.url)
 
 
 @contextlib.contextmanager

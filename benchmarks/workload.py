@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -231,21 +231,32 @@ def repeated(measure: Callable[[], dict[str, Any]], times: int) -> dict[str, Any
     return summary([measure() for _ in range(times)])
 
 
-def paired_runs(
-    measures: Mapping[str, Callable[[], dict[str, Any]]], times: int
-) -> dict[str, dict[str, Any]]:
-    """Run every drain `times` times, round by round: each round runs every measure once,
-    in an order rotated by one each round (A B C, B C A, C A B), so that each system's
-    k-th run sits minutes, not a quarter of an hour, from every other system's k-th run.
-    Each summary gets `paired_with`, the names in the same rounds: the ratio of two
-    systems is then the median of their per-round ratios (`paired_ratio`), from which
-    the machine's drift over a run cancels out, as it does for the enqueues."""
+T = TypeVar("T")
+
+
+def in_rounds(measures: Mapping[str, Callable[[], T]], times: int) -> dict[str, list[T]]:
+    """Run every measure `times` times, round by round: each round runs every measure
+    once, in an order rotated by one each round (A B C, B C A, C A B), so that each
+    system's k-th run sits minutes, not a quarter of an hour, from every other system's
+    k-th run, and no system always goes first (after the others' drains, say)."""
     names = list(measures)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    runs: dict[str, list[T]] = {name: [] for name in names}
     for k in range(times):
         shift = k % len(names)
         for name in names[shift:] + names[:shift]:
             runs[name].append(measures[name]())
+    return runs
+
+
+def paired_runs(
+    measures: Mapping[str, Callable[[], dict[str, Any]]], times: int
+) -> dict[str, dict[str, Any]]:
+    """Drains in rounds (`in_rounds`), summed up per system (`summary`). Each summary gets
+    `paired_with`, the names in the same rounds: the ratio of two systems is then the
+    median of their per-round ratios (`paired_ratio`), from which the machine's drift
+    over a run cancels out, as it does for the enqueues."""
+    runs = in_rounds(measures, times)
+    names = list(measures)
     return {name: summary(runs[name]) | {"paired_with": names} for name in names}
 
 
@@ -271,7 +282,14 @@ class System(Protocol):
         ...
 
     def drain_settings(self, processes: int) -> str: ...
-    def bench_pickup(self, samples: int) -> dict[str, Any]: ...
+    def settle(self) -> None:
+        """Before the pickups: on PostgreSQL, VACUUM ANALYZE the system's database."""
+        ...
+
+    def bench_pickup(self, samples: int) -> dict[str, Any]:
+        """An idle worker started, `samples` jobs 20 ms apart (`pace`), stopped: the waits
+        (`waits_ms`), the worker's peak RSS, and (a peer) its `settings`."""
+        ...
 
 
 class Enqueues(Protocol):
@@ -377,19 +395,36 @@ def wait_for_effects(effects: Effects, count: int, timeout: float = 30.0) -> Non
         time.sleep(POLL_S)
 
 
-def pickup_figures(effects: Effects) -> dict[str, Any]:
-    """Enqueue-to-start waits of the samples (n >= 0; the warm-up job is n = -1)."""
-    waits = sorted((s - t) * 1000 for n, s, t in effects.rows if n >= 0)
+def pickup_waits(effects: Effects) -> list[float]:
+    """Enqueue-to-start waits in ms of the samples (n >= 0; the warm-up job is n = -1)."""
+    return [(s - t) * 1000 for n, s, t in effects.rows if n >= 0]
+
+
+def pickup_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The percentiles of the waits of every pickup run together (``waits_ms`` of each),
+    and the largest peak RSS."""
+    waits = sorted(w for run in runs for w in run["waits_ms"])
+    rss = max((run.get("peak_rss_mib", 0.0) for run in runs), default=0.0)
     if not waits:
-        return {"samples": 0}
+        return {"samples": 0, "peak_rss_mib": rss}
     q = statistics.quantiles(waits, n=100) if len(waits) > 1 else [waits[0]] * 99
     return {
         "samples": len(waits),
+        "rounds": len(runs),
         "pickup_p50_ms": q[49],
         "pickup_p95_ms": q[94],
         "pickup_p99_ms": q[98],
         "pickup_max_ms": waits[-1],
+        "peak_rss_mib": rss,
     }
+
+
+def vacuum(url: str) -> None:
+    """VACUUM ANALYZE every table of a PostgreSQL database (SQLAlchemy URL)."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE")
+    engine.dispose()
 
 
 def pace(samples: int, enqueue: Callable[[int, float], None], effects: Effects) -> None:

@@ -31,6 +31,7 @@ class Peer:
     backend: ClassVar[str]  # "postgres" or "sqlite"
     worker_source: ClassVar[str]
     stop_signal: ClassVar[int] = signal.SIGTERM
+    url: str | None = None  # PostgreSQL: the database's SQLAlchemy URL (set by `opened`)
 
     def __init__(self, root: Path, database: str) -> None:
         self.root = root
@@ -106,10 +107,15 @@ class Peer:
         finally:
             workers.stop()
         self.effects.refresh()
-        return workload.pickup_figures(self.effects) | {
+        return {
+            "waits_ms": workload.pickup_waits(self.effects),
             "settings": self.settings(1),
             "peak_rss_mib": workers.peak_rss_mib,
         }
+
+    def settle(self) -> None:
+        if self.url is not None:
+            workload.vacuum(self.url)
 
 
 @contextlib.contextmanager
@@ -125,6 +131,8 @@ def opened(peer_class: type[Peer], root: Path, args: Any) -> Iterator[Peer]:
         database = workload.libpq_dsn(url)
     try:
         peer = peer_class(root, database)
+        if drop is not None:
+            peer.url = url
         peer.setup()
         try:
             yield peer
