@@ -133,24 +133,12 @@ class Project:
 
     def bench_pickup(self, samples: int) -> dict[str, Any]:
         self.reset()
-        self.effects.clear()
-        workers = self.workers()
-        workers.start()
-        try:
-            with self.load() as pipeline:
+        with self.load() as pipeline:
 
-                def enqueue(n: int, t: float) -> None:
-                    pipeline.enqueue("noop", {"n": n, "t": t})
+            def enqueue(n: int, t: float) -> None:
+                pipeline.enqueue("noop", {"n": n, "t": t})
 
-                workload.pace(samples, enqueue, self.effects)
-                workload.wait_for_effects(self.effects, samples + 1)
-        finally:
-            workers.stop()
-        self.effects.refresh()
-        return {
-            "waits_ms": workload.pickup_waits(self.effects),
-            "peak_rss_mib": workers.peak_rss_mib,
-        }
+            return workload.pickup_run(self.workers(), enqueue, self.effects, samples)
 
     def settle(self) -> None:
         if self.backend == "postgres":

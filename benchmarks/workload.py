@@ -400,6 +400,22 @@ def pickup_waits(effects: Effects) -> list[float]:
     return [(s - t) * 1000 for n, s, t in effects.rows if n >= 0]
 
 
+def pickup_run(
+    workers: Workers, enqueue: Callable[[int, float], None], effects: Effects, samples: int
+) -> dict[str, Any]:
+    """One pickup measure: the workers started idle, `samples` jobs paced (`pace`), the
+    workers stopped; the waits (`waits_ms`) and the workers' peak RSS."""
+    effects.clear()
+    workers.start()
+    try:
+        pace(samples, enqueue, effects)
+        wait_for_effects(effects, samples + 1)
+    finally:
+        workers.stop()
+    effects.refresh()
+    return {"waits_ms": pickup_waits(effects), "peak_rss_mib": workers.peak_rss_mib}
+
+
 def pickup_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The percentiles of the waits of every pickup run together (``waits_ms`` of each),
     and the largest peak RSS."""

@@ -98,20 +98,8 @@ class Peer:
 
     def bench_pickup(self, samples: int) -> dict[str, Any]:
         self.reset()
-        self.effects.clear()
-        workers = self.workers(1)
-        workers.start()
-        try:
-            workload.pace(samples, self.enqueue_one, self.effects)
-            workload.wait_for_effects(self.effects, samples + 1)
-        finally:
-            workers.stop()
-        self.effects.refresh()
-        return {
-            "waits_ms": workload.pickup_waits(self.effects),
-            "settings": self.settings(1),
-            "peak_rss_mib": workers.peak_rss_mib,
-        }
+        run = workload.pickup_run(self.workers(1), self.enqueue_one, self.effects, samples)
+        return run | {"settings": self.settings(1)}
 
     def settle(self) -> None:
         if self.url is not None:
