@@ -85,7 +85,7 @@ class Lane:
     avg_bytes: float | None = None  # moving average of a claimed payload's JSON length
     quiet_until: float = 0.0  # the last claim came back short: wait for a wake or a poll
     threads: int = 0
-    abandoned: int = 0  # threads stuck in a handler past its timeout
+    abandoned: int = 0  # threads still in a handler past its timeout (each holds a slot)
 
     # -- sizing (read on the loop) ---------------------------------------------------
 
@@ -190,20 +190,20 @@ class Lane:
             return done
 
     def expire(self, now: float) -> list[Ready]:
-        """Jobs past their timeout: their slot is freed now. A thread stuck in such a
-        handler is replaced, and its late result is dropped."""
+        """Jobs past their timeout: their attempt fails now (the caller records it), and
+        the thread's late result is dropped. A thread cannot be stopped, so its slot stays
+        taken until the handler really returns: the queue's concurrency limit holds even
+        while handlers hang (a provider that stalls gets no more calls than the limit)."""
         late: list[Ready] = []
         with self.cond:
             for job_id, run in list(self.running.items()):
                 if run.deadline > now or run.thread is None:
                     continue  # coroutines time out on their own (wait_for)
                 del self.running[job_id]
-                self.executing -= 1
                 self.abandoned += 1
                 late.append(run.ready)
             if late:
-                self._grow()
-                self.cond.notify_all()
+                self._grow()  # a thread for each stuck one, to take the slot once it is free
         return late
 
     def leases(self, include_running: Callable[[Ready], bool]) -> list[tuple[int, str]]:
@@ -265,7 +265,9 @@ class Lane:
                 run = self.running.get(ready.claimed.id)
                 if run is None or run.thread is not me:  # timed out: recorded already
                     self.abandoned -= 1
-                    self.threads -= 1
+                    self.threads -= 1  # its replacement took over (``expire``)
+                    self.executing -= 1  # and its slot is free only now
+                    self.cond.notify()
                     return
                 del self.running[ready.claimed.id]
                 self.executing -= 1

@@ -89,6 +89,29 @@ def test_non_retryable_error_goes_to_the_dlq_at_once(project: Path, db_url: str)
         assert worker.stats.dead_lettered == 1 and worker.stats.retried == 0
 
 
+def test_a_handler_past_its_timeout_fails_its_attempt_and_holds_its_slot_until_it_returns(
+    project: Path, db_url: str
+) -> None:
+    """A thread cannot be stopped: the attempt fails with JobTimeout when the timeout
+    strikes, but the queue's only slot stays taken until the handler really returns, so
+    the next job never runs beside it (a stalled provider gets no more calls than the
+    queue's concurrency)."""
+    overrides = {"concurrency": 1, "timeout": "1s", "visibility_timeout": "4s"}
+    with load(project, db_url, max_attempts=1, **overrides) as pipeline:
+        slow = pipeline.enqueue("email.send", email(1, simulate_work_s=2.5))
+        quick = pipeline.enqueue("email.send", email(2))
+        worker = pipeline.run_worker(until_idle=True)
+        calls = {c.job_id: c for c in Provider(project).calls()}
+        assert calls[slow].at - calls[slow].started >= 2.4  # it ran on to its end
+        assert calls[quick].started >= calls[slow].at  # and nothing ran beside it
+        (dead,) = pipeline.store.dlq_list(DlqFilter(queues=["mail"]))
+        assert dead.id == slow and [e.type for e in dead.errors] == ["JobTimeout"]
+        assert "longer than the 1s timeout" in (dead.last_error or "")
+        assert worker.stats.dead_lettered == 1 and worker.stats.processed == 1
+        stats = pipeline.status()["mail"]
+        assert (stats.done, stats.dead, stats.in_flight) == (1, 1, 0)
+
+
 def test_dlq_replay_runs_the_job_again(project: Path, db_url: str) -> None:
     with load(project, db_url, max_attempts=1) as pipeline:
         job_id = pipeline.enqueue("email.send", email(5, "x@flaky1.example.com"))

@@ -38,9 +38,9 @@ def enqueue_many(pipeline: str, env: dict[str, str], n: int) -> None:
 
 def test_three_postgres_workers_one_killed_halfway(project: Path, pg_url: str) -> None:
     env = cli_env(pg_url)
-    # A handler past its timeout gives its slot up while its thread runs on (a thread cannot
-    # be stopped): the timeout is the default 4 s, far above a provider call even when 36
-    # threads queue for the provider's SQLite lock on a loaded machine (2 s was not, once).
+    # The default 4 s timeout: far above a provider call even when 36 threads queue for the
+    # provider's SQLite lock on a loaded machine (2 s was not, once, and a timed-out call is
+    # an attempt failed and retried, though its thread keeps its slot until it returns).
     pipeline = str(write_pipeline(project, concurrency=12))
     enqueue_many(pipeline, env, JOBS)
     workers = [start_cli("up", pipeline, "--until-idle", env=env) for _ in range(3)]
