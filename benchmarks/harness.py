@@ -44,11 +44,11 @@ runner's own modules are compiled to bytecode before anything is measured, as pi
 compiles an installed package's (the peers' are, from their wheels): an editable install
 under PYTHONDONTWRITEBYTECODE would compile them again at every worker start.
 
-Every system's enqueues get one short unmeasured round first. Each enqueue run of runner
-and of every peer is paired with a run of the raw limit's own enqueues (alternating which
-goes first): the machine drifts over a run, and a ratio of
-rates measured minutes apart carries the drift. The reported enqueue ratios (runner to
-raw, runner to peer) are ratios of these paired shares. For the same reason the drains
+Every system's enqueues get one short unmeasured round first. The enqueues of runner and
+of every peer take turns with the raw limit's own enqueues, 100 single enqueues or one
+batch at a time (alternating which goes first): the machine drifts over a run, and a
+ratio of rates measured minutes apart carries the drift. The reported enqueue ratios
+(runner to raw, runner to peer) are ratios of these shares. For the same reason the drains
 run in rounds: runner and every peer on the backend each have their own database open at
 once, and round k drains with each of them in turn, the order rotated by k. A drain
 ratio is the median of the per-round ratios. The cost growth drains its two tables in
@@ -110,6 +110,49 @@ USAGE = (
 )
 
 
+def measure_drains(
+    systems: list[workload.System], processes: int, args: argparse.Namespace
+) -> None:
+    """The drains of every system with `processes` workers, in rounds."""
+    drains = {
+        system.common["system"]: functools.partial(system.drain, args.jobs, processes)
+        for system in systems
+    }
+    figures = workload.paired_runs(drains, args.repeat)
+    for system in systems:
+        args.progress(
+            {
+                **system.common,
+                "measure": "drain",
+                "processes": processes,
+                "settings": system.drain_settings(processes),
+                **figures[system.common["system"]],
+            }
+        )
+
+
+def measure_pickups(systems: list[workload.System], args: argparse.Namespace) -> None:
+    """Each database vacuumed first (no system's idle worker pays for the dead rows the
+    drains left, or shares the machine with autovacuum cleaning them up), then the
+    pickups in rounds like the drains, the samples of a system's rounds taken together."""
+    for system in systems:
+        system.settle()
+    rounds = PICKUP_ROUNDS if args.samples >= 10 * PICKUP_ROUNDS else 1
+    per_round = args.samples // rounds
+    pickups = workload.in_rounds(
+        {
+            system.common["system"]: functools.partial(system.bench_pickup, per_round)
+            for system in systems
+        },
+        rounds,
+    )
+    for system in systems:
+        runs = pickups[system.common["system"]]
+        settings = {"settings": runs[0]["settings"]} if "settings" in runs[0] else {}
+        figures = workload.pickup_figures(runs)
+        args.progress({**system.common, "measure": "pickup", **figures, **settings})
+
+
 def run_backend(backend: str, args: argparse.Namespace) -> None:
     """Every measure on one backend: runner and the peers that run on it, each on its
     own database or file, all open at once so that their drains can run in rounds
@@ -135,47 +178,8 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
         for system in systems:
             args.progress({**system.common, "measure": "enqueue", **system.bench_enqueue(args)})
         for processes in (1, 2):
-            drains = {
-                system.common["system"]: functools.partial(system.drain, args.jobs, processes)
-                for system in systems
-            }
-            figures = workload.paired_runs(drains, args.repeat)
-            for system in systems:
-                args.progress(
-                    {
-                        **system.common,
-                        "measure": "drain",
-                        "processes": processes,
-                        "settings": system.drain_settings(processes),
-                        **figures[system.common["system"]],
-                    }
-                )
-        # Pickups: each database vacuumed first (no system's idle worker pays for the dead
-        # rows the drains left, or shares the machine with autovacuum cleaning them up),
-        # then in rounds like the drains, the samples of a system's rounds taken together.
-        for system in systems:
-            system.settle()
-        rounds = PICKUP_ROUNDS if args.samples >= 10 * PICKUP_ROUNDS else 1
-        pickups = workload.in_rounds(
-            {
-                system.common["system"]: functools.partial(
-                    system.bench_pickup, args.samples // rounds
-                )
-                for system in systems
-            },
-            rounds,
-        )
-        for system in systems:
-            runs = pickups[system.common["system"]]
-            settings = {"settings": runs[0]["settings"]} if "settings" in runs[0] else {}
-            args.progress(
-                {
-                    **system.common,
-                    "measure": "pickup",
-                    **workload.pickup_figures(runs),
-                    **settings,
-                }
-            )
+            measure_drains(systems, processes, args)
+        measure_pickups(systems, args)
         stack.close()  # drop the databases before the limit and growth make their own
         if not args.smoke:
             args.progress(limit.bench_limit(backend, root / "limit", args))

@@ -93,7 +93,7 @@ class _Index:
         return row.get(field) if row else None
 
     def share(self, system: str, backend: str, key: str) -> float | None:
-        """The system's enqueue rate as a share of the raw limit's, paired run by run
+        """The system's enqueue rate as a share of the raw limit's, measured in turns
         (``workload.enqueue_rates``), when it was measured so."""
         row = self.get(system, backend, "enqueue")
         return row.get(f"enqueue_{key}_share") if row else None
@@ -204,7 +204,7 @@ def _ratios_table(index: _Index) -> Table:
         caption=(
             "throughput columns: runner / peer (drains: the median of the per-round ratios, "
             "the systems' drains run in rounds; enqueues: runner's share of the raw limit / "
-            "the peer's, each paired run by run with the limit); pickup p95 column: peer / "
+            "the peer's, each measured in turns with the limit); pickup p95 column: peer / "
             "runner (latency, so > 1 still means runner is better)"
         ),
     )
@@ -248,7 +248,7 @@ def _limits_table(index: _Index, rows: list[dict[str, Any]]) -> Table:
         caption=(
             "raw: one thread on the plain driver, no validation or leases; "
             "runner / raw: the share of the limit runner reaches (enqueues: the median of "
-            "runner's runs each over the raw run paired with it)"
+            "runner's runs each over the raw rate measured in turns with it)"
         ),
     )
     table.add_column("backend")
