@@ -535,12 +535,24 @@ class Worker:
             self._wake.set()
 
     async def _watchdog(self) -> None:
-        """Fail jobs whose plain handler ran past its timeout; their slots are freed."""
+        """Fail jobs whose plain handler ran past its timeout. Their threads run on and
+        keep their slots until the handlers return (``Lane.expire``): say so, since a
+        queue whose handlers hang runs fewer jobs at once, down to none."""
         while True:
             await asyncio.sleep(WATCHDOG_S)
             now = time.monotonic()
             for lane in self._lanes.values():
                 for ready in lane.expire(now):
+                    events.emit(
+                        log,
+                        logging.WARNING,
+                        "handler_overran",
+                        job_id=ready.claimed.id,
+                        type=ready.claimed.type,
+                        queue=lane.spec.name,
+                        timeout_s=ready.timeout_s,
+                        stuck_threads=lane.abandoned,
+                    )
                     outcome = execute.timed_out(ready.timeout_s, ready.timeout_s)
                     self._finish(lane, ready, outcome)
                     self._wake.set()

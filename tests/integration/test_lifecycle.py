@@ -90,7 +90,7 @@ def test_non_retryable_error_goes_to_the_dlq_at_once(project: Path, db_url: str)
 
 
 def test_a_handler_past_its_timeout_fails_its_attempt_and_holds_its_slot_until_it_returns(
-    project: Path, db_url: str
+    project: Path, db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A thread cannot be stopped: the attempt fails with JobTimeout when the timeout
     strikes, but the queue's only slot stays taken until the handler really returns, so
@@ -110,6 +110,12 @@ def test_a_handler_past_its_timeout_fails_its_attempt_and_holds_its_slot_until_i
         assert worker.stats.dead_lettered == 1 and worker.stats.processed == 1
         stats = pipeline.status()["mail"]
         assert (stats.done, stats.dead, stats.in_flight) == (1, 1, 0)
+    overran = [
+        event
+        for record in caplog.records
+        if (event := getattr(record, "runner_event", {})).get("action") == "handler_overran"
+    ]
+    assert [(e["job_id"], e["queue"], e["stuck_threads"]) for e in overran] == [(slow, "mail", 1)]
 
 
 def test_dlq_replay_runs_the_job_again(project: Path, db_url: str) -> None:
