@@ -226,11 +226,6 @@ def summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def repeated(measure: Callable[[], dict[str, Any]], times: int) -> dict[str, Any]:
-    """Run a drain `times` times in a row (see `summary`)."""
-    return summary([measure() for _ in range(times)])
-
-
 T = TypeVar("T")
 
 
